@@ -1,0 +1,6 @@
+/** The list of CLI command modules; each adds its subcommands to the program. */
+import type { Command } from 'commander';
+
+export type RegisterCommand = (program: Command) => void;
+
+export const COMMANDS: RegisterCommand[] = [];
