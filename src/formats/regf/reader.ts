@@ -147,12 +147,18 @@ export class Hive {
 
   /** @internal A cell payload that must start with a 2-byte signature. */
   signedCell(off: number, sig: number, what: string, minLen: number): Cell {
-    const c = this.cell(off, what, minLen);
+    const c = this.cell(off, what, 2);
     const got = this.buffer.readUInt16LE(c.pos);
     if (got !== sig) {
       throw invalidArgument(
         `regf: ${what} at file offset 0x${(c.pos - 4).toString(16)} has signature '${sigText(got)}' (expected '${sigText(sig)}')`,
         { offset: c.pos },
+      );
+    }
+    if (c.len < minLen) {
+      throw invalidArgument(
+        `regf: ${what} cell at file offset 0x${(c.pos - 4).toString(16)} is ${c.len} bytes, shorter than ${minLen}`,
+        { offset: c.pos - 4 },
       );
     }
     return c;

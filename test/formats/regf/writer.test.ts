@@ -160,7 +160,7 @@ test('lh hashes and lf hints follow the spec formula', () => {
     assert.equal(n, names.length);
     for (let i = 0; i < n; i++) {
       const name = sorted[i];
-      const field = list.payload.subarray(8 + 8 * i, 12 + 8 * i);
+      const field: Buffer = list.payload.subarray(8 + 8 * i, 12 + 8 * i);
       if (minor > 4) {
         // H = 37*H + upper(c), 32-bit.
         let h = 0;
