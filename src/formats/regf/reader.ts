@@ -33,6 +33,19 @@ import { decodeRegMultiString, decodeRegString, type HiveKey, type HiveValue } f
 
 export type ParseHiveOptions = ParseBaseBlockOptions;
 
+const SIG_NK = SIG.nk;
+const SIG_VK = SIG.vk;
+const SIG_SK = SIG.sk;
+const SIG_LF = SIG.lf;
+const SIG_LH = SIG.lh;
+const SIG_LI = SIG.li;
+const SIG_RI = SIG.ri;
+const SIG_DB = SIG.db;
+const SIG_HBIN = SIG.hbin;
+const KEY_COMP_NAME = KeyFlag.COMP_NAME;
+const VALUE_COMP_NAME = ValueFlag.COMP_NAME;
+const VALUE_TOMBSTONE = ValueFlag.TOMBSTONE;
+
 /** Windows limits key trees to 512 levels. */
 export const MAX_KEY_DEPTH = 512;
 
@@ -49,6 +62,7 @@ export class Hive {
   /** One bit per 8 bytes of hive bins data: an allocated cell starts there. */
   private readonly cellStarts: Uint8Array;
   private rootKey: RegKey | undefined;
+  private readonly securities = new Map<number, Buffer>();
 
   constructor(buffer: Buffer, opts: ParseHiveOptions = {}) {
     this.buffer = buffer;
@@ -63,13 +77,9 @@ export class Hive {
 
   /** The root key node. */
   get root(): RegKey {
-    if (!this.rootKey) {
-      this.rootKey = this.keyAt(this.header.rootCellOffset, '');
-      if ((this.rootKey.flags & KeyFlag.HIVE_ENTRY) === 0) {
-        // Windows marks the root with KEY_HIVE_ENTRY; tolerate its absence (hivex does) but
-        // the root must still be an nk cell, which keyAt checked.
-      }
-    }
+    // Windows marks the root with KEY_HIVE_ENTRY; like hivex we do not require it (yarp's
+    // DeletedTreeNoRootFlagHive lacks it), only that the root is an nk cell.
+    this.rootKey ??= this.keyAt(this.header.rootCellOffset, '');
     return this.rootKey;
   }
 
@@ -84,7 +94,7 @@ export class Hive {
     let binOff = 0;
     while (binOff < total) {
       const at = BASE_BLOCK_SIZE + binOff;
-      if (buf.readUInt32LE(at) !== SIG.hbin) {
+      if (buf.readUInt32LE(at) !== SIG_HBIN) {
         throw invalidArgument(`regf: missing 'hbin' signature at file offset 0x${at.toString(16)}`, { offset: at });
       }
       const declared = buf.readUInt32LE(at + 4);
@@ -127,9 +137,10 @@ export class Hive {
   }
 
   /** @internal The payload of the allocated cell at relative offset `off`. */
-  cell(off: number, what: string, minLen = 0): Cell {
+  cell(off: number, whatArg: What, minLen = 0): Cell {
     const fileOff = BASE_BLOCK_SIZE + off;
     if (!this.isCell(off)) {
+      const what = describe(whatArg);
       throw invalidArgument(
         `regf: ${what} offset 0x${off.toString(16)} (file offset 0x${fileOff.toString(16)}) is not an allocated cell`,
         { offset: fileOff },
@@ -137,6 +148,7 @@ export class Hive {
     }
     const len = -this.buffer.readInt32LE(fileOff) - 4;
     if (len < minLen) {
+      const what = describe(whatArg);
       throw invalidArgument(
         `regf: ${what} cell at file offset 0x${fileOff.toString(16)} is ${len} bytes, shorter than ${minLen}`,
         { offset: fileOff },
@@ -146,16 +158,18 @@ export class Hive {
   }
 
   /** @internal A cell payload that must start with a 2-byte signature. */
-  signedCell(off: number, sig: number, what: string, minLen: number): Cell {
-    const c = this.cell(off, what, 2);
+  signedCell(off: number, sig: number, whatArg: What, minLen: number): Cell {
+    const c = this.cell(off, whatArg, 2);
     const got = this.buffer.readUInt16LE(c.pos);
     if (got !== sig) {
+      const what = describe(whatArg);
       throw invalidArgument(
         `regf: ${what} at file offset 0x${(c.pos - 4).toString(16)} has signature '${sigText(got)}' (expected '${sigText(sig)}')`,
         { offset: c.pos },
       );
     }
     if (c.len < minLen) {
+      const what = describe(whatArg);
       throw invalidArgument(
         `regf: ${what} cell at file offset 0x${(c.pos - 4).toString(16)} is ${c.len} bytes, shorter than ${minLen}`,
         { offset: c.pos - 4 },
@@ -164,11 +178,31 @@ export class Hive {
     return c;
   }
 
+  /** @internal The descriptor of the sk cell at `off`; keys sharing a cell share the Buffer. */
+  securityAt(off: number, where: () => string): Buffer {
+    const cached = this.securities.get(off);
+    if (cached) return cached;
+    const c = this.signedCell(off, SIG_SK, () => `security cell of ${where()}`, 20);
+    const size = this.buffer.readUInt32LE(c.pos + 16);
+    if (20 + size > c.len) {
+      throw invalidArgument(`regf: security cell of ${where()}: descriptor size ${size} runs past the ${c.len}-byte cell`, {
+        offset: c.pos + 16,
+      });
+    }
+    const sd = this.buffer.subarray(c.pos + 20, c.pos + 20 + size);
+    this.securities.set(off, sd);
+    return sd;
+  }
+
   /** @internal */
   keyAt(off: number, parentPath: string): RegKey {
     return new RegKey(this, off, parentPath);
   }
 }
+
+/** A description of what a cell should hold, built only when an error message needs it. */
+type What = string | (() => string);
+const describe = (w: What): string => (typeof w === 'string' ? w : w());
 
 function sigText(sig: number): string {
   const a = sig & 0xff;
@@ -183,8 +217,8 @@ export class RegKey {
   /** Offset of the nk cell, relative to the hive bins data. */
   readonly offset: number;
   readonly name: string;
-  /** Backslash path from the root (the root's path is ''). */
-  readonly path: string;
+  private readonly parentPath: string;
+  private readonly isRoot: boolean;
   readonly flags: number;
   readonly lastWritten: bigint;
   readonly accessBits: number;
@@ -201,7 +235,7 @@ export class RegKey {
   private readonly classLength: number;
 
   constructor(hive: Hive, off: number, parentPath: string) {
-    const c = hive.signedCell(off, SIG.nk, 'key node', 76);
+    const c = hive.signedCell(off, SIG_NK, 'key node', 76);
     const b = hive.buffer;
     const p = c.pos;
     this.hive = hive;
@@ -227,8 +261,14 @@ export class RegKey {
         { offset: p + 72 },
       );
     }
-    this.name = decodeName(b.subarray(p + 76, p + 76 + nameLen), (this.flags & KeyFlag.COMP_NAME) !== 0);
-    this.path = parentPath === '' && off === hive.header.rootCellOffset ? '' : parentPath === '' ? this.name : `${parentPath}\\${this.name}`;
+    this.name = decodeName(b.subarray(p + 76, p + 76 + nameLen), (this.flags & KEY_COMP_NAME) !== 0);
+    this.parentPath = parentPath;
+    this.isRoot = parentPath === '' && off === hive.header.rootCellOffset;
+  }
+
+  /** Backslash path from the root (the root's path is ''). */
+  get path(): string {
+    return this.isRoot ? '' : this.parentPath === '' ? this.name : `${this.parentPath}\\${this.name}`;
   }
 
   private where(): string {
@@ -238,7 +278,7 @@ export class RegKey {
   /** Raw class name bytes, if the key has one. */
   classBytes(): Buffer | undefined {
     if (this.classLength === 0 || this.classOffset === NO_OFFSET) return undefined;
-    const c = this.hive.cell(this.classOffset, `class name of ${this.where()}`, this.classLength);
+    const c = this.hive.cell(this.classOffset, () => `class name of ${this.where()}`, this.classLength);
     return this.hive.buffer.subarray(c.pos, c.pos + this.classLength);
   }
 
@@ -251,16 +291,7 @@ export class RegKey {
   /** The self-relative security descriptor from the key's sk cell, if it has one. */
   security(): Buffer | undefined {
     if (this.securityOffset === NO_OFFSET) return undefined;
-    const c = this.hive.signedCell(this.securityOffset, SIG.sk, `security cell of ${this.where()}`, 20);
-    const b = this.hive.buffer;
-    const size = b.readUInt32LE(c.pos + 16);
-    if (20 + size > c.len) {
-      throw invalidArgument(
-        `regf: security cell of ${this.where()}: descriptor size ${size} runs past the ${c.len}-byte cell`,
-        { offset: c.pos + 16 },
-      );
-    }
-    return b.subarray(c.pos + 20, c.pos + 20 + size);
+    return this.hive.securityAt(this.securityOffset, () => this.where());
   }
 
   /**
@@ -281,13 +312,13 @@ export class RegKey {
         );
       }
       seenLists.add(off);
-      const c = hive.cell(off, `subkey list of ${this.where()}`, 4);
+      const c = hive.cell(off, () => `subkey list of ${this.where()}`, 4);
       const sig = b.readUInt16LE(c.pos);
       const n = b.readUInt16LE(c.pos + 2);
       let stride: number;
-      if (sig === SIG.lf || sig === SIG.lh) stride = 8;
-      else if (sig === SIG.li) stride = 4;
-      else if (sig === SIG.ri) {
+      if (sig === SIG_LF || sig === SIG_LH) stride = 8;
+      else if (sig === SIG_LI) stride = 4;
+      else if (sig === SIG_RI) {
         if (fromRoot) {
           throw invalidArgument(
             `regf: index root at file offset 0x${(c.pos - 4).toString(16)} of ${this.where()} points to another index root`,
@@ -314,7 +345,7 @@ export class RegKey {
       }
       for (let i = 0; i < n; i++) {
         const at = c.pos + 4 + stride * i;
-        out.push(sig === SIG.lh ? { off: b.readUInt32LE(at), hash: b.readUInt32LE(at + 4) } : { off: b.readUInt32LE(at) });
+        out.push(sig === SIG_LH ? { off: b.readUInt32LE(at), hash: b.readUInt32LE(at + 4) } : { off: b.readUInt32LE(at) });
       }
     };
     readLeaf(this.subkeyListOffset, false);
@@ -362,7 +393,7 @@ export class RegKey {
   values(): RegValue[] {
     if (this.valueCount === 0) return [];
     const hive = this.hive;
-    const c = hive.cell(this.valueListOffset, `value list of ${this.where()}`, 4 * this.valueCount);
+    const c = hive.cell(this.valueListOffset, () => `value list of ${this.where()}`, 4 * this.valueCount);
     const out: RegValue[] = [];
     for (let i = 0; i < this.valueCount; i++) {
       out.push(new RegValue(this, hive.buffer.readUInt32LE(c.pos + 4 * i)));
@@ -396,7 +427,7 @@ export class RegKey {
       const node: HiveKey = {
         name: k.name,
         lastWritten: k.lastWritten,
-        flags: k.flags & ~(KeyFlag.COMP_NAME | KeyFlag.HIVE_ENTRY),
+        flags: k.flags & ~(KEY_COMP_NAME | KeyFlag.HIVE_ENTRY),
         values: k.values().map((v) => v.toValue()),
         subkeys: k.subkeys().map((s) => walk(s, depth + 1)),
       };
@@ -429,7 +460,7 @@ export class RegValue {
 
   constructor(key: RegKey, off: number) {
     const hive = key.hive;
-    const c = hive.signedCell(off, SIG.vk, `value of key '${key.path}'`, 20);
+    const c = hive.signedCell(off, SIG_VK, () => `value of key '${key.path}'`, 20);
     const b = hive.buffer;
     const p = c.pos;
     this.key = key;
@@ -447,11 +478,11 @@ export class RegValue {
         { offset: p + 2 },
       );
     }
-    this.name = decodeName(b.subarray(p + 20, p + 20 + nameLen), (this.flags & ValueFlag.COMP_NAME) !== 0);
+    this.name = decodeName(b.subarray(p + 20, p + 20 + nameLen), (this.flags & VALUE_COMP_NAME) !== 0);
   }
 
   get isTombstone(): boolean {
-    return (this.flags & ValueFlag.TOMBSTONE) !== 0;
+    return (this.flags & VALUE_TOMBSTONE) !== 0;
   }
 
   private where(): string {
@@ -470,9 +501,9 @@ export class RegValue {
       return b.subarray(this.pos + 8, this.pos + 8 + len);
     }
     if (len === 0) return b.subarray(0, 0);
-    const c = hive.cell(this.dataOffset, `data of ${this.where()}`);
+    const c = hive.cell(this.dataOffset, () => `data of ${this.where()}`);
     if (c.len >= len) return b.subarray(c.pos, c.pos + len);
-    if (hive.minorVersion < 4 || c.len < 8 || b.readUInt16LE(c.pos) !== SIG.db) {
+    if (hive.minorVersion < 4 || c.len < 8 || b.readUInt16LE(c.pos) !== SIG_DB) {
       throw invalidArgument(
         `regf: ${this.where()}: ${len} bytes of data do not fit the ${c.len}-byte data cell and it is not a big data ('db') record`,
         { offset: c.pos },
@@ -485,12 +516,12 @@ export class RegValue {
         offset: c.pos + 2,
       });
     }
-    const list = hive.cell(b.readUInt32LE(c.pos + 4), `big data segment list of ${this.where()}`, 4 * n);
+    const list = hive.cell(b.readUInt32LE(c.pos + 4), () => `big data segment list of ${this.where()}`, 4 * n);
     const parts: Buffer[] = [];
     let left = len;
     for (let i = 0; i < n; i++) {
       const want = Math.min(left, BIG_DATA_SEGMENT_SIZE);
-      const seg = hive.cell(b.readUInt32LE(list.pos + 4 * i), `big data segment ${i} of ${this.where()}`, want);
+      const seg = hive.cell(b.readUInt32LE(list.pos + 4 * i), () => `big data segment ${i} of ${this.where()}`, want);
       parts.push(b.subarray(seg.pos, seg.pos + want));
       left -= want;
     }

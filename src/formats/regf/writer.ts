@@ -11,19 +11,21 @@
  * with reference counts; layered keys (version 1.6, base block flag 0x2) keep layer semantics in
  * byte 13 of the nk and tombstone values have flag 0x2, type REG_NONE, size 0, offset 0xFFFFFFFF.
  *
- * Observed in Windows-written hives (yarp's test corpus: a Windows container System_Delta and
- * RegSaveKey output): empty values are stored inline (size 0x80000000, offset 0); unused list,
- * class and security offsets are 0xFFFFFFFF; the unused tail of a bin is one free cell.
+ * Observed in Windows-written hives (yarp's test corpus: a Windows container System_Delta, a
+ * big-data hive and RegSaveKey output): empty values are stored inline (size 0x80000000,
+ * offset 0); unused list, class and security offsets are 0xFFFFFFFF; the unused tail of a bin is
+ * one free cell; every big data segment cell is allocated at the full 16344 bytes, the last too.
  *
- * Output is deterministic: cells are laid out depth-first (key, security, class, values,
- * subkey lists, then the subkeys in sorted order); no clock is read.
+ * Two passes and no per-cell objects: pass 1 walks the tree depth-first (key, security, class,
+ * values, value list, subkey lists, then the subkeys in sorted order) recording cell sizes;
+ * layout packs them into bins; pass 2 walks the same plan writing each cell at its offset.
+ * Output is deterministic: no clock is read and input order of subkeys does not matter.
  */
 import { invalidArgument } from '../../services/errdefs.js';
 import { buildBaseBlock } from './baseblock.js';
 import {
   BASE_BLOCK_SIZE,
   BIG_DATA_SEGMENT_SIZE,
-  CELL_ALIGN,
   DATA_INLINE_FLAG,
   HBIN_ALIGN,
   HBIN_HEADER_SIZE,
@@ -31,13 +33,11 @@ import {
   INHERIT_CLASS_BIT,
   INLINE_DATA_MAX,
   KeyFlag,
-  LayerSemantics,
   NO_OFFSET,
-  RegType,
   SIG,
   ValueFlag,
 } from './constants.js';
-import { compareNames, encodeName, nameHash, nameHint, upcaseName } from './names.js';
+import { compareNames, isCompressible, nameHash, nameHint, upcaseName } from './names.js';
 import { MAX_KEY_DEPTH } from './reader.js';
 import { DEFAULT_KEY_SECURITY, checkSecurityDescriptor, type HiveKey, type HiveValue } from './tree.js';
 
@@ -62,37 +62,60 @@ export interface WriteHiveOptions {
 /** Largest number of elements per subkey leaf: an lh/lf cell of 8 + 8n bytes fits one 4 KiB bin. */
 export const MAX_LEAF_ELEMENTS = 507;
 
-interface Cell {
-  /** Total cell size including the 4-byte size field, 8-aligned. */
-  size: number;
-  /** Offset relative to the hive bins data, assigned by layout(). */
-  offset: number;
-  fill: (b: Buffer, pos: number) => void;
-}
+const SIG_NK = SIG.nk;
+const SIG_VK = SIG.vk;
+const SIG_SK = SIG.sk;
+const SIG_LH = SIG.lh;
+const SIG_LF = SIG.lf;
+const SIG_RI = SIG.ri;
+const SIG_DB = SIG.db;
 
-class CellList {
-  readonly cells: Cell[] = [];
-  add(payloadLen: number, fill: (b: Buffer, pos: number) => void): Cell {
-    const size = Math.ceil((payloadLen + 4) / CELL_ALIGN) * CELL_ALIGN;
-    const c: Cell = { size, offset: -1, fill };
-    this.cells.push(c);
-    return c;
+/** Growable list of cell sizes (bytes, 8-aligned, including the size field). */
+class Sizes {
+  data = new Int32Array(1024);
+  length = 0;
+  add(payloadLen: number): number {
+    if (this.length === this.data.length) {
+      const d = new Int32Array(this.data.length * 2);
+      d.set(this.data);
+      this.data = d;
+    }
+    this.data[this.length] = (payloadLen + 4 + 7) & ~7;
+    return this.length++;
   }
 }
 
-interface SecurityCell {
-  /** Position in the circular sk list. */
-  index: number;
-  cell: Cell;
+interface SecurityPlan {
   sd: Buffer;
+  cell: number;
   refs: number;
 }
 
-function checkName(name: string, what: string, maxUnits: number): void {
-  const bytes = encodeName(name).bytes.length;
-  if (bytes > 0xffff || name.length > maxUnits) {
-    throw invalidArgument(`regf: ${what} '${name.slice(0, 40)}…' is too long (${name.length} units, at most ${maxUnits})`);
-  }
+interface KeyPlan {
+  key: HiveKey;
+  compressed: boolean;
+  nameBytes: number;
+  flags: number;
+  sem: number;
+  accessBits: number;
+  high: number;
+  nk: number;
+  sk: SecurityPlan;
+  cls: number;
+  values: readonly HiveValue[];
+  /** Index of the first cell of the first value (values' cells are contiguous). */
+  valueCells: number;
+  valueList: number;
+  subkeys: KeyPlan[];
+  /** Leaf cells, then the index root (if more than one leaf). */
+  leaves: number[];
+  ri: number;
+  maxValueName: number;
+  maxValueData: number;
+}
+
+function nameLengthError(name: string, what: string, maxUnits: number): never {
+  throw invalidArgument(`regf: ${what} '${name.slice(0, 40)}…' is too long (${name.length} units, at most ${maxUnits})`);
 }
 
 /** Serialises `root` (the hive's root key) into a hive file. */
@@ -101,294 +124,321 @@ export function writeHive(root: HiveKey, opts: WriteHiveOptions = {}): Buffer {
   if (![3, 4, 5, 6].includes(minor)) throw invalidArgument(`regf: unsupported minor version ${String(minor)} (3..6)`);
   const useLh = minor > 4;
   const useBigData = minor > 3;
-  const cells = new CellList();
-  const securities = new Map<string, SecurityCell>();
-  const skOrder: SecurityCell[] = [];
+  const sizes = new Sizes();
+  const securities = new Map<string, SecurityPlan>();
+  const skOrder: SecurityPlan[] = [];
   let layered = false;
 
-  const securityFor = (sd: Buffer, where: string): SecurityCell => {
-    const key = sd.toString('base64');
-    let s = securities.get(key);
-    if (!s) {
-      checkSecurityDescriptor(sd, where);
-      const sc: SecurityCell = {
-        sd,
-        refs: 0,
-        index: skOrder.length,
-        cell: cells.add(20 + sd.length, (b, p) => {
-          b.writeUInt16LE(SIG.sk, p);
-          const n = skOrder.length;
-          const next = skOrder[(sc.index + 1) % n].cell.offset;
-          const prev = skOrder[(sc.index - 1 + n) % n].cell.offset;
-          b.writeUInt32LE(next, p + 4); // flink
-          b.writeUInt32LE(prev, p + 8); // blink
-          b.writeUInt32LE(sc.refs, p + 12);
-          b.writeUInt32LE(sd.length, p + 16);
-          sd.copy(b, p + 20);
-        }),
-      };
-      s = sc;
-      securities.set(key, s);
-      skOrder.push(sc);
+  const byBuffer = new Map<Buffer, SecurityPlan>();
+  const securityFor = (sd: Buffer, path: string): SecurityPlan => {
+    let s = byBuffer.get(sd);
+    if (s) {
+      s.refs++;
+      return s;
+    }
+    const id = sd.toString('latin1');
+    s = securities.get(id);
+    if (s) byBuffer.set(sd, s);
+    else {
+      checkSecurityDescriptor(sd, `security descriptor of key '${path}'`);
+      s = { sd, cell: sizes.add(20 + sd.length), refs: 0 };
+      securities.set(id, s);
+      byBuffer.set(sd, s);
+      skOrder.push(s);
     }
     s.refs++;
     return s;
   };
 
-  const emitValue = (v: HiveValue, where: string): { cell: Cell; nameUnits: number; size: number } => {
-    const path = `${where}\\${v.name === '' ? '(default)' : v.name}`;
-    checkName(v.name, 'value name', 16383);
-    if (!Number.isInteger(v.type) || v.type < 0 || v.type > 0xffffffff) {
-      throw invalidArgument(`regf: value '${path}' has type ${v.type} (a u32 expected)`);
-    }
-    const { bytes: nameBytes, compressed } = encodeName(v.name);
-    const data = v.data;
-    if (v.tombstone) {
-      layered = true;
-      if (v.type !== RegType.NONE || data.length !== 0) {
-        throw invalidArgument(`regf: tombstone value '${path}' must have type REG_NONE and no data`);
+  // ---- pass 1: plan ------------------------------------------------------------------------
+  const planValues = (values: readonly HiveValue[], path: string, p: { maxValueName: number; maxValueData: number }): number => {
+    let first = -1;
+    let names: Set<string> | undefined;
+    if (values.length > 1) names = new Set();
+    for (const v of values) {
+      if (v.name.length > 16383) nameLengthError(v.name, 'value name', 16383);
+      if (names) {
+        const u = upcaseName(v.name);
+        if (names.has(u)) throw invalidArgument(`regf: key '${path}' has two values named '${v.name}' (names are case-insensitive)`);
+        names.add(u);
       }
-    }
-    if (data.length > 0x7fffffff) throw invalidArgument(`regf: value '${path}' data is too large (${data.length} bytes)`);
-    let dataOffsetField: () => number;
-    let sizeField = data.length;
-    if (v.tombstone) {
-      sizeField = 0;
-      dataOffsetField = () => NO_OFFSET;
-    } else if (data.length <= INLINE_DATA_MAX) {
-      sizeField = (data.length | DATA_INLINE_FLAG) >>> 0;
-      const inline = Buffer.alloc(4);
-      data.copy(inline);
-      const word = inline.readUInt32LE(0);
-      dataOffsetField = () => word;
-    } else if (!useBigData || data.length <= BIG_DATA_SEGMENT_SIZE) {
-      const dc = cells.add(data.length, (b, p) => data.copy(b, p));
-      dataOffsetField = () => dc.offset;
-    } else {
-      const n = Math.ceil(data.length / BIG_DATA_SEGMENT_SIZE);
-      if (n > 0xffff) throw invalidArgument(`regf: value '${path}' data is too large for a big data record`);
-      const segs: Cell[] = [];
-      const db = cells.add(8, (b, p) => {
-        b.writeUInt16LE(SIG.db, p);
-        b.writeUInt16LE(n, p + 2);
-        b.writeUInt32LE(list.offset, p + 4);
-      });
-      const list = cells.add(4 * n, (b, p) => segs.forEach((s, i) => b.writeUInt32LE(s.offset, p + 4 * i)));
-      // Windows allocates every segment at full size, the last one too (observed in a Windows-written
-      // hive); hivex relies on it (it takes cell size - 8 bytes from each segment).
-      for (let i = 0; i < n; i++) {
-        const part = data.subarray(i * BIG_DATA_SEGMENT_SIZE, Math.min(data.length, (i + 1) * BIG_DATA_SEGMENT_SIZE));
-        segs.push(cells.add(BIG_DATA_SEGMENT_SIZE, (b, p) => part.copy(b, p)));
+      if (!Number.isInteger(v.type) || v.type < 0 || v.type > 0xffffffff) {
+        throw invalidArgument(`regf: value '${path}\\${v.name}' has type ${v.type} (a u32 expected)`);
       }
-      dataOffsetField = () => db.offset;
+      const len = v.data.length;
+      if (v.tombstone) {
+        layered = true;
+        if (v.type !== 0 || len !== 0) throw invalidArgument(`regf: tombstone value '${path}\\${v.name}' must have type REG_NONE and no data`);
+      }
+      if (len > 0x7fffffff) throw invalidArgument(`regf: value '${path}\\${v.name}' data is too large (${len} bytes)`);
+      const nameBytes = isCompressible(v.name) ? v.name.length : 2 * v.name.length;
+      const vk = sizes.add(20 + nameBytes);
+      if (first < 0) first = vk;
+      if (!v.tombstone && len > INLINE_DATA_MAX) {
+        if (!useBigData || len <= BIG_DATA_SEGMENT_SIZE) sizes.add(len);
+        else {
+          const n = Math.ceil(len / BIG_DATA_SEGMENT_SIZE);
+          if (n > 0xffff) throw invalidArgument(`regf: value '${path}\\${v.name}' data is too large for a big data record`);
+          sizes.add(8); // db
+          sizes.add(4 * n); // segment list
+          for (let i = 0; i < n; i++) sizes.add(BIG_DATA_SEGMENT_SIZE);
+        }
+      }
+      p.maxValueName = Math.max(p.maxValueName, 2 * v.name.length);
+      if (!v.tombstone) p.maxValueData = Math.max(p.maxValueData, len);
     }
-    const flags = (compressed ? ValueFlag.COMP_NAME : 0) | (v.tombstone ? ValueFlag.TOMBSTONE : 0);
-    const cell = cells.add(20 + nameBytes.length, (b, p) => {
-      b.writeUInt16LE(SIG.vk, p);
-      b.writeUInt16LE(nameBytes.length, p + 2);
-      b.writeUInt32LE(sizeField, p + 4);
-      b.writeUInt32LE(dataOffsetField() >>> 0, p + 8);
-      b.writeUInt32LE(v.type >>> 0, p + 12);
-      b.writeUInt16LE(flags, p + 16);
-      nameBytes.copy(b, p + 20);
-    });
-    return { cell, nameUnits: v.name.length, size: v.tombstone ? 0 : data.length };
+    return first;
   };
 
-  interface Emitted {
-    nk: Cell;
-    name: string;
-    classLen: number;
-  }
-
-  const emitKey = (k: HiveKey, parentNk: Cell | undefined, parentSd: Buffer, path: string, depth: number): Emitted => {
+  const planKey = (k: HiveKey, parentSd: Buffer, path: string, depth: number, isRoot: boolean): KeyPlan => {
     if (depth > MAX_KEY_DEPTH) throw invalidArgument(`regf: key '${path}' is nested deeper than ${MAX_KEY_DEPTH} levels`);
-    const isRoot = parentNk === undefined;
-    if (!isRoot && (k.name === '' || k.name.includes('\\'))) {
-      throw invalidArgument(`regf: key name '${k.name}' under '${path}' is empty or contains a backslash`);
+    const name = k.name;
+    if (!isRoot && (name === '' || name.includes('\\'))) {
+      throw invalidArgument(`regf: key name '${name}' under '${path}' is empty or contains a backslash`);
     }
-    checkName(k.name, 'key name', 255);
-    const { bytes: nameBytes, compressed } = encodeName(k.name);
-    const sem = k.layerSemantics ?? LayerSemantics.NONE;
-    if (![0, 1, 2, 3].includes(sem)) throw invalidArgument(`regf: key '${path}' has layer semantics ${String(sem)} (0..3)`);
+    if (name.length > 255) nameLengthError(name, 'key name', 255);
+    const compressed = isCompressible(name);
+    const sem = k.layerSemantics ?? 0;
+    if (sem !== 0 && sem !== 1 && sem !== 2 && sem !== 3) throw invalidArgument(`regf: key '${path}' has layer semantics ${String(sem)} (0..3)`);
     if (sem !== 0 || k.inheritClass) layered = true;
     const accessBits = k.accessBits ?? 0;
     if (!Number.isInteger(accessBits) || accessBits < 0 || accessBits > 0xff) {
       throw invalidArgument(`regf: key '${path}' access bits ${accessBits} do not fit a byte`);
     }
-    const high = k.nameLengthHighBits ?? 0;
-    const sd = k.security ?? parentSd;
     let flags = (k.flags ?? (isRoot ? KeyFlag.NO_DELETE : 0)) & 0xffff & ~(KeyFlag.COMP_NAME | KeyFlag.HIVE_ENTRY);
     if (isRoot) flags |= KeyFlag.HIVE_ENTRY;
     if (compressed) flags |= KeyFlag.COMP_NAME;
-
-    // Check names are unique (case-insensitive) before laying anything out.
-    const values = k.values ?? [];
-    const valueNames = new Set<string>();
-    for (const v of values) {
-      const u = upcaseName(v.name);
-      if (valueNames.has(u)) throw invalidArgument(`regf: key '${path}' has two values named '${v.name}' (names are case-insensitive)`);
-      valueNames.add(u);
-    }
-    const subkeys = [...(k.subkeys ?? [])].sort((a, b) => compareNames(a.name, b.name));
-    for (let i = 1; i < subkeys.length; i++) {
-      if (compareNames(subkeys[i - 1].name, subkeys[i].name) === 0) {
-        throw invalidArgument(`regf: key '${path}' has two subkeys named '${subkeys[i].name}' (names are case-insensitive)`);
-      }
-    }
-
-    let valueList: Cell | undefined;
-    const valueCells: Cell[] = [];
-    let maxValueName = 0;
-    let maxValueData = 0;
-    const sub = subkeys.map(() => undefined as Emitted | undefined);
-    const leaves: { cell: Cell; from: number; to: number }[] = [];
-    let listRoot: Cell | undefined;
-    let classCell: Cell | undefined;
     const className = k.className;
     if (className !== undefined && className.length > 0xffff) {
       throw invalidArgument(`regf: key '${path}' class name is too long (${className.length} bytes)`);
     }
+    const sd = k.security ?? parentSd;
+    const nameBytes = compressed ? name.length : 2 * name.length;
+    const nk = sizes.add(76 + nameBytes);
+    const sk = securityFor(sd, path);
+    const cls = className !== undefined && className.length > 0 ? sizes.add(className.length) : -1;
+    const values = k.values ?? [];
+    const plan: KeyPlan = {
+      key: k,
+      compressed,
+      nameBytes,
+      flags,
+      sem,
+      accessBits,
+      high: k.nameLengthHighBits ?? 0,
+      nk,
+      sk,
+      cls,
+      values,
+      valueCells: -1,
+      valueList: -1,
+      subkeys: [],
+      leaves: [],
+      ri: -1,
+      maxValueName: 0,
+      maxValueData: 0,
+    };
+    plan.valueCells = planValues(values, path, plan);
+    if (values.length > 0) plan.valueList = sizes.add(4 * values.length);
 
-    const nk = cells.add(76 + nameBytes.length, (b, p) => {
-      b.writeUInt16LE(SIG.nk, p);
-      b.writeUInt16LE(flags, p + 2);
-      b.writeBigUInt64LE(k.lastWritten ?? 0n, p + 4);
-      b[p + 12] = accessBits;
-      b[p + 13] = (k.inheritClass ? INHERIT_CLASS_BIT : 0) | sem;
-      b.writeUInt32LE(parentNk ? parentNk.offset : NO_OFFSET, p + 16);
-      b.writeUInt32LE(subkeys.length, p + 20);
-      b.writeUInt32LE(0, p + 24);
-      b.writeUInt32LE(listRoot ? listRoot.offset : NO_OFFSET, p + 28);
-      b.writeUInt32LE(NO_OFFSET, p + 32);
-      b.writeUInt32LE(values.length, p + 36);
-      b.writeUInt32LE(valueList ? valueList.offset : NO_OFFSET, p + 40);
-      b.writeUInt32LE(sk.cell.offset, p + 44);
-      b.writeUInt32LE(classCell ? classCell.offset : NO_OFFSET, p + 48);
-      let maxSubName = 0;
-      let maxSubClass = 0;
-      for (const s of sub) {
-        maxSubName = Math.max(maxSubName, s!.name.length * 2);
-        maxSubClass = Math.max(maxSubClass, s!.classLen);
-      }
-      b.writeUInt16LE(Math.min(maxSubName, 0xffff), p + 52);
-      b.writeUInt16LE(high & 0xffff, p + 54);
-      b.writeUInt32LE(maxSubClass, p + 56);
-      b.writeUInt32LE(maxValueName, p + 60);
-      b.writeUInt32LE(maxValueData, p + 64);
-      b.writeUInt32LE(0, p + 68);
-      b.writeUInt16LE(nameBytes.length, p + 72);
-      b.writeUInt16LE(className ? className.length : 0, p + 74);
-      nameBytes.copy(b, p + 76);
-    });
-    const sk = securityFor(sd, `security descriptor of key '${path}'`);
-    if (className !== undefined && className.length > 0) classCell = cells.add(className.length, (b, p) => className.copy(b, p));
-
-    for (const v of values) {
-      const e = emitValue(v, path);
-      valueCells.push(e.cell);
-      maxValueName = Math.max(maxValueName, e.nameUnits * 2);
-      maxValueData = Math.max(maxValueData, e.size);
-    }
-    if (values.length > 0) {
-      valueList = cells.add(4 * values.length, (b, p) => valueCells.forEach((c, i) => b.writeUInt32LE(c.offset, p + 4 * i)));
-    }
-
+    const subkeys = k.subkeys ?? [];
     if (subkeys.length > 0) {
-      const stride = 8;
-      for (let from = 0; from < subkeys.length; from += MAX_LEAF_ELEMENTS) {
-        const to = Math.min(subkeys.length, from + MAX_LEAF_ELEMENTS);
-        const cell = cells.add(4 + stride * (to - from), (b, p) => {
-          b.writeUInt16LE(useLh ? SIG.lh : SIG.lf, p);
-          b.writeUInt16LE(to - from, p + 2);
-          for (let i = from; i < to; i++) {
-            const at = p + 4 + stride * (i - from);
-            b.writeUInt32LE(sub[i]!.nk.offset, at);
-            if (useLh) b.writeUInt32LE(nameHash(subkeys[i].name), at + 4);
-            else nameHint(subkeys[i].name).copy(b, at + 4);
-          }
-        });
-        leaves.push({ cell, from, to });
+      const sorted = subkeys.length > 1 ? [...subkeys].sort((a, b) => compareNames(a.name, b.name)) : subkeys;
+      for (let i = 1; i < sorted.length; i++) {
+        if (compareNames(sorted[i - 1].name, sorted[i].name) === 0) {
+          throw invalidArgument(`regf: key '${path}' has two subkeys named '${sorted[i].name}' (names are case-insensitive)`);
+        }
       }
-      if (leaves.length === 1) listRoot = leaves[0].cell;
-      else {
-        if (leaves.length > 0xffff) throw invalidArgument(`regf: key '${path}' has too many subkeys (${subkeys.length})`);
-        listRoot = cells.add(4 + 4 * leaves.length, (b, p) => {
-          b.writeUInt16LE(SIG.ri, p);
-          b.writeUInt16LE(leaves.length, p + 2);
-          leaves.forEach((l, i) => b.writeUInt32LE(l.cell.offset, p + 4 + 4 * i));
-        });
+      for (let from = 0; from < sorted.length; from += MAX_LEAF_ELEMENTS) {
+        plan.leaves.push(sizes.add(4 + 8 * (Math.min(sorted.length, from + MAX_LEAF_ELEMENTS) - from)));
       }
+      if (plan.leaves.length > 1) {
+        if (plan.leaves.length > 0xffff) throw invalidArgument(`regf: key '${path}' has too many subkeys (${sorted.length})`);
+        plan.ri = sizes.add(4 + 4 * plan.leaves.length);
+      }
+      for (const s of sorted) plan.subkeys.push(planKey(s, sd, path === '' ? s.name : `${path}\\${s.name}`, depth + 1, false));
     }
-
-    subkeys.forEach((s, i) => {
-      sub[i] = emitKey(s, nk, sd, path === '' ? s.name : `${path}\\${s.name}`, depth + 1);
-    });
-    return { nk, name: k.name, classLen: className ? className.length : 0 };
+    return plan;
   };
 
-  const rootSd = root.security ?? DEFAULT_KEY_SECURITY;
-  const rootEmitted = emitKey(root, undefined, rootSd, '', 0);
+  const rootPlan = planKey(root, root.security ?? DEFAULT_KEY_SECURITY, '', 0, true);
 
-  // Layout: pack cells into bins in order; a cell that does not fit the rest of the current bin
-  // starts a new bin (the rest becomes one free cell); a cell larger than a 4 KiB bin gets a bin
-  // rounded up to a multiple of 4096.
-  const bins: { offset: number; size: number }[] = [];
-  let binStart = 0;
+  // ---- layout: pack cells into bins in order ---------------------------------------------------
+  // A cell that does not fit the rest of the current bin starts a new bin (the rest becomes one
+  // free cell); a cell larger than a 4 KiB bin gets a bin rounded up to a multiple of 4096.
+  const count = sizes.length;
+  const size = sizes.data;
+  const offsets = new Uint32Array(count);
+  const bins: number[] = []; // pairs: offset, size
   let binEnd = 0;
   let cursor = 0;
-  for (const c of cells.cells) {
-    if (bins.length === 0 || cursor + c.size > binEnd) {
-      binStart = binEnd;
-      const size = Math.max(HBIN_ALIGN, Math.ceil((HBIN_HEADER_SIZE + c.size) / HBIN_ALIGN) * HBIN_ALIGN);
-      bins.push({ offset: binStart, size });
-      binEnd = binStart + size;
-      cursor = binStart + HBIN_HEADER_SIZE;
+  for (let i = 0; i < count; i++) {
+    const s = size[i];
+    if (i === 0 || cursor + s > binEnd) {
+      const binSize = Math.max(HBIN_ALIGN, Math.ceil((HBIN_HEADER_SIZE + s) / HBIN_ALIGN) * HBIN_ALIGN);
+      bins.push(binEnd, binSize);
+      cursor = binEnd + HBIN_HEADER_SIZE;
+      binEnd += binSize;
     }
-    c.offset = cursor;
-    cursor += c.size;
+    offsets[i] = cursor;
+    cursor += s;
   }
-  if (bins.length === 0) throw invalidArgument('regf: nothing to write');
   const hiveBinsSize = binEnd;
   if (hiveBinsSize > 0xffffffff - BASE_BLOCK_SIZE) throw invalidArgument(`regf: hive would be ${hiveBinsSize} bytes (over 4 GiB)`);
 
   const out = Buffer.alloc(BASE_BLOCK_SIZE + hiveBinsSize);
   const lastWritten = opts.lastWritten ?? 0n;
-  for (const [i, bin] of bins.entries()) {
-    const at = BASE_BLOCK_SIZE + bin.offset;
-    out.writeUInt32LE(SIG.hbin, at);
-    out.writeUInt32LE(bin.offset, at + 4);
-    out.writeUInt32LE(bin.size, at + 8);
-    if (i === 0) out.writeBigUInt64LE(lastWritten, at + 20);
-  }
-  // Free cells fill every gap (bin tails).
-  let ci = 0;
-  for (const bin of bins) {
-    let pos = bin.offset + HBIN_HEADER_SIZE;
-    const end = bin.offset + bin.size;
-    while (pos < end) {
-      const c = cells.cells[ci];
-      if (c && c.offset === pos) {
-        out.writeInt32LE(-c.size, BASE_BLOCK_SIZE + pos);
-        c.fill(out, BASE_BLOCK_SIZE + pos + 4);
-        pos += c.size;
+  const dvh = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  {
+    // Bin headers, cell size fields and free cells for the bin tails.
+    let ci = 0;
+    for (let b = 0; b < bins.length; b += 2) {
+      const binOff = bins[b];
+      const binSize = bins[b + 1];
+      const at = BASE_BLOCK_SIZE + binOff;
+      out.writeUInt32LE(SIG.hbin, at);
+      out.writeUInt32LE(binOff, at + 4);
+      out.writeUInt32LE(binSize, at + 8);
+      if (b === 0) out.writeBigUInt64LE(lastWritten, at + 20);
+      const end = binOff + binSize;
+      let pos = binOff + HBIN_HEADER_SIZE;
+      while (ci < count && offsets[ci] < end) {
+        dvh.setInt32(BASE_BLOCK_SIZE + offsets[ci], -size[ci], true);
+        pos = offsets[ci] + size[ci];
         ci++;
-      } else {
-        out.writeInt32LE(end - pos, BASE_BLOCK_SIZE + pos);
-        pos = end;
       }
+      if (pos < end) out.writeInt32LE(end - pos, BASE_BLOCK_SIZE + pos);
     }
   }
+  const at = (cell: number): number => BASE_BLOCK_SIZE + offsets[cell] + 4;
+  const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  const w32 = (v: number, pos: number): void => dv.setUint32(pos, v, true);
+  const w16 = (v: number, pos: number): void => dv.setUint16(pos, v, true);
 
-  const flags = opts.flags ?? (layered ? HIVE_FLAG_LAYERED_KEYS : 0);
+  // ---- pass 2: write ----------------------------------------------------------------------------
+  skOrder.forEach((s, i) => {
+    const p = at(s.cell);
+    const n = skOrder.length;
+    w16(SIG_SK, p);
+    w32(offsets[skOrder[(i + 1) % n].cell], p + 4); // flink
+    w32(offsets[skOrder[(i - 1 + n) % n].cell], p + 8); // blink
+    w32(s.refs, p + 12);
+    w32(s.sd.length, p + 16);
+    s.sd.copy(out, p + 20);
+  });
+
+  const writeValues = (plan: KeyPlan): void => {
+    let cell = plan.valueCells;
+    const listPos = plan.valueList >= 0 ? at(plan.valueList) : 0;
+    plan.values.forEach((v, i) => {
+      const vk = cell++;
+      const p = at(vk);
+      const data = v.data;
+      const len = data.length;
+      const compressed = isCompressible(v.name);
+      w32(offsets[vk], listPos + 4 * i);
+      w16(SIG_VK, p);
+      w16(compressed ? v.name.length : 2 * v.name.length, p + 2);
+      if (v.tombstone) {
+        w32(0, p + 4);
+        w32(NO_OFFSET, p + 8);
+      } else if (len <= INLINE_DATA_MAX) {
+        w32((len | DATA_INLINE_FLAG) >>> 0, p + 4);
+        data.copy(out, p + 8); // the unused bytes of the field stay zero
+      } else {
+        w32(len, p + 4);
+        if (!useBigData || len <= BIG_DATA_SEGMENT_SIZE) {
+          const d = cell++;
+          w32(offsets[d], p + 8);
+          data.copy(out, at(d));
+        } else {
+          const n = Math.ceil(len / BIG_DATA_SEGMENT_SIZE);
+          const db = cell++;
+          const list = cell++;
+          w32(offsets[db], p + 8);
+          const dbp = at(db);
+          w16(SIG_DB, dbp);
+          w16(n, dbp + 2);
+          w32(offsets[list], dbp + 4);
+          const lp = at(list);
+          for (let s = 0; s < n; s++) {
+            const seg = cell++;
+            w32(offsets[seg], lp + 4 * s);
+            data.copy(out, at(seg), s * BIG_DATA_SEGMENT_SIZE, Math.min(len, (s + 1) * BIG_DATA_SEGMENT_SIZE));
+          }
+        }
+      }
+      w32(v.type >>> 0, p + 12);
+      w16((compressed ? ValueFlag.COMP_NAME : 0) | (v.tombstone ? ValueFlag.TOMBSTONE : 0), p + 16);
+      out.write(v.name, p + 20, compressed ? 'latin1' : 'utf16le');
+    });
+  };
+
+  const writeKey = (plan: KeyPlan, parentNk: number): void => {
+    const k = plan.key;
+    const p = at(plan.nk);
+    const subs = plan.subkeys;
+    let maxSubName = 0;
+    let maxSubClass = 0;
+    for (const s of subs) {
+      maxSubName = Math.max(maxSubName, 2 * s.key.name.length);
+      maxSubClass = Math.max(maxSubClass, s.key.className?.length ?? 0);
+    }
+    w16(SIG_NK, p);
+    w16(plan.flags, p + 2);
+    dv.setBigUint64(p + 4, k.lastWritten ?? 0n, true);
+    out[p + 12] = plan.accessBits;
+    out[p + 13] = (k.inheritClass ? INHERIT_CLASS_BIT : 0) | plan.sem;
+    w32(parentNk >= 0 ? offsets[parentNk] : NO_OFFSET, p + 16);
+    w32(subs.length, p + 20);
+    const listRoot = plan.ri >= 0 ? plan.ri : plan.leaves.length > 0 ? plan.leaves[0] : -1;
+    w32(listRoot >= 0 ? offsets[listRoot] : NO_OFFSET, p + 28);
+    w32(NO_OFFSET, p + 32);
+    w32(plan.values.length, p + 36);
+    w32(plan.valueList >= 0 ? offsets[plan.valueList] : NO_OFFSET, p + 40);
+    w32(offsets[plan.sk.cell], p + 44);
+    w32(plan.cls >= 0 ? offsets[plan.cls] : NO_OFFSET, p + 48);
+    w16(Math.min(maxSubName, 0xffff), p + 52);
+    w16(plan.high & 0xffff, p + 54);
+    w32(maxSubClass, p + 56);
+    w32(plan.maxValueName, p + 60);
+    w32(plan.maxValueData, p + 64);
+    w16(plan.nameBytes, p + 72);
+    w16(plan.cls >= 0 ? k.className!.length : 0, p + 74);
+    out.write(k.name, p + 76, plan.compressed ? 'latin1' : 'utf16le');
+    if (plan.cls >= 0) k.className!.copy(out, at(plan.cls));
+    writeValues(plan);
+    plan.leaves.forEach((leaf, li) => {
+      const lp = at(leaf);
+      const from = li * MAX_LEAF_ELEMENTS;
+      const to = Math.min(subs.length, from + MAX_LEAF_ELEMENTS);
+      w16(useLh ? SIG_LH : SIG_LF, lp);
+      w16(to - from, lp + 2);
+      for (let i = from; i < to; i++) {
+        const e = lp + 4 + 8 * (i - from);
+        w32(offsets[subs[i].nk], e);
+        if (useLh) w32(nameHash(subs[i].key.name), e + 4);
+        else nameHint(subs[i].key.name).copy(out, e + 4);
+      }
+    });
+    if (plan.ri >= 0) {
+      const rp = at(plan.ri);
+      w16(SIG_RI, rp);
+      w16(plan.leaves.length, rp + 2);
+      plan.leaves.forEach((leaf, i) => w32(offsets[leaf], rp + 4 + 4 * i));
+    }
+    for (const s of subs) writeKey(s, plan.nk);
+  };
+  writeKey(rootPlan, -1);
+
   const bb = buildBaseBlock({
     sequence: opts.sequence ?? 1,
     lastWritten,
     minorVersion: minor,
-    rootCellOffset: rootEmitted.nk.offset,
+    rootCellOffset: offsets[rootPlan.nk],
     hiveBinsDataSize: hiveBinsSize,
     fileName: opts.fileName ?? '',
-    flags,
+    flags: opts.flags ?? (layered ? HIVE_FLAG_LAYERED_KEYS : 0),
     offregSerializedAt: opts.offregSerializedAt,
   });
   bb.copy(out, 0);
