@@ -21,7 +21,7 @@ const PACKAGE_OF: Record<string, string> = {
   containerd: 'containerd',
   ctr: 'containerd',
   hivexsh: 'libhivex-bin',
-  hivexregedit: 'libhivex-bin',
+  hivexregedit: 'libwin-hivex-perl',
   regfinfo: 'libregf-utils',
   regfexport: 'libregf-utils',
   pigz: 'pigz',

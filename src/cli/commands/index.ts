@@ -1,6 +1,8 @@
 /** The list of CLI command modules; each adds its subcommands to the program. */
 import type { Command } from 'commander';
+import { register as serve } from './serve.js';
+import { register as snapshot } from './snapshot.js';
 
 export type RegisterCommand = (program: Command) => void;
 
-export const COMMANDS: RegisterCommand[] = [];
+export const COMMANDS: RegisterCommand[] = [serve, snapshot];

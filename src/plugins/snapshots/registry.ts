@@ -1,0 +1,29 @@
+/**
+ * The snapshotters winsnap provides, by name, each rooted at `<root>/snapshotters/<name>`
+ * (decision recorded in docs/layout.md).
+ */
+import { join } from 'node:path';
+import { invalidArgument } from '../../services/errdefs.js';
+import type { Logger } from '../../services/log.js';
+import type { Snapshotter } from '../../services/snapshots.js';
+import { WindowsSnapshotter } from './windows/windows.js';
+
+export const SNAPSHOTTER_NAMES = ['windows'] as const;
+export type SnapshotterName = (typeof SNAPSHOTTER_NAMES)[number];
+
+export function snapshotterRoot(root: string, name: string): string {
+  return join(root, 'snapshotters', name);
+}
+
+export function isSnapshotterName(name: string): name is SnapshotterName {
+  return (SNAPSHOTTER_NAMES as readonly string[]).includes(name);
+}
+
+export function openSnapshotter(name: string, root: string, opts: { logger?: Logger } = {}): Snapshotter {
+  switch (name) {
+    case 'windows':
+      return new WindowsSnapshotter(snapshotterRoot(root, name), { logger: opts.logger });
+    default:
+      throw invalidArgument(`unknown snapshotter "${name}" (available: ${SNAPSHOTTER_NAMES.join(', ')})`, { snapshotter: name });
+  }
+}
