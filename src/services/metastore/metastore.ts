@@ -190,10 +190,16 @@ export class MetaTx {
     };
   }
 
-  private writeLabels(id: bigint, labels: Record<string, string> | undefined): void {
+  /** Replaces the labels; empty values are not stored (bolt's WriteLabels). Returns what was stored. */
+  private writeLabels(id: bigint, labels: Record<string, string> | undefined): Record<string, string> {
     this.s.deleteLabels.run(id);
-    if (!labels) return;
-    for (const [k, v] of Object.entries(labels)) this.s.insertLabel.run(id, k, v);
+    const stored: Record<string, string> = {};
+    for (const [k, v] of Object.entries(labels ?? {})) {
+      if (v === '') continue;
+      this.s.insertLabel.run(id, k, v);
+      stored[k] = v;
+    }
+    return stored;
   }
 
   private parentIds(parentId: bigint | null): string[] {
@@ -272,8 +278,7 @@ export class MetaTx {
     }
     const t = nowNs();
     this.s.setUpdated.run(t, r.id);
-    this.writeLabels(r.id, labels);
-    return this.toInfo({ ...r, updated: t }, labels);
+    return this.toInfo({ ...r, updated: t }, this.writeLabels(r.id, labels));
   }
 
   /** Active → Committed under `name`; returns the (unchanged) ID. */
