@@ -69,6 +69,7 @@ export async function rawToVhdx(input: string, output: string, opts: RawToVhdxOp
     const bufs = [Buffer.allocUnsafe(chunk), Buffer.allocUnsafe(chunk)];
     let turn = 0;
     let pending: Promise<void> = Promise.resolve();
+    let pendingBuf: Buffer | undefined;
     let nextFree = plan.dataOffset;
     let done = 0;
     for (let b = 0; b < geom.payloadBlocks; b++) {
@@ -79,6 +80,7 @@ export async function rawToVhdx(input: string, output: string, opts: RawToVhdxOp
         const want = Math.min(chunk, rawSize - pos);
         const buf = bufs[turn];
         turn ^= 1;
+        if (pendingBuf === buf) await pending; // that buffer may still be being written
         const got = await readFull(inp, buf, want, pos);
         if (got !== want) throw invalidArgument(`${input} shrank while reading (short read at offset ${pos})`);
         const data = buf.subarray(0, got);
@@ -90,6 +92,7 @@ export async function rawToVhdx(input: string, output: string, opts: RawToVhdxOp
           digest.update(`${pos}:${crc32c(data)}\n`);
           await pending;
           pending = out.write(blockOff + c, data);
+          pendingBuf = buf;
         }
         done += got;
         opts.onProgress?.(done, rawSize);
@@ -150,15 +153,19 @@ export async function vhdxToRaw(input: string, output: string, opts: VhdxToRawOp
     const bufs = [Buffer.allocUnsafe(CHUNK), Buffer.allocUnsafe(CHUNK)];
     let turn = 0;
     let pending: Promise<void> = Promise.resolve();
+    let pendingBuf: Buffer | undefined;
     for (let pos = 0; pos < vs; pos += CHUNK) {
       const n = Math.min(CHUNK, vs - pos);
       if (disk.mayHaveData(pos, n)) {
-        const buf = bufs[turn].subarray(0, n);
+        const whole = bufs[turn];
         turn ^= 1;
+        if (pendingBuf === whole) await pending; // that buffer may still be being written
+        const buf = whole.subarray(0, n);
         await disk.readInto(buf, pos);
         if (!isZero(buf)) {
           await pending;
           pending = out.write(pos, buf);
+          pendingBuf = whole;
         }
       }
       opts.onProgress?.(pos + n, vs);

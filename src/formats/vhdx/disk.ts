@@ -817,12 +817,8 @@ export class VhdxDisk {
     }
 
     // 3. Write it: in place (only the grown tail), or whole at the end of the file.
-    if (relocate) {
-      await this.file.write(newBatOffset, bat);
-    } else {
-      const from = Math.min(this.bat.length, bat.length);
-      if (bat.length > from) await this.file.write(newBatOffset + from, bat.subarray(from));
-    }
+    // (rewriting unchanged entries with the same bytes is harmless if torn)
+    await this.file.write(newBatOffset, bat.subarray(0, Math.min(bat.length, newBatLength)));
     await this.file.sync();
     this.bat = bat;
     if (relocate) {
