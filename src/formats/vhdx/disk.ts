@@ -720,6 +720,9 @@ export class VhdxDisk {
     if (st === PAYLOAD_BLOCK_FULLY_PRESENT) return this.file.write(batOffset(e) + inBlock, src);
     if (st === PAYLOAD_BLOCK_PARTIALLY_PRESENT) {
       await this.file.write(batOffset(e) + inBlock, src);
+      if (inBlock === 0 && src.length >= Math.min(g.blockSize, this.virtualSize - block * g.blockSize)) {
+        return this.setEntry(idx, PAYLOAD_BLOCK_FULLY_PRESENT, batOffset(e)); // every sector now here
+      }
       return this.setBitmapBits(block * g.blockSize + inBlock, src.length, true);
     }
     if (st !== PAYLOAD_BLOCK_NOT_PRESENT && st !== PAYLOAD_BLOCK_ZERO && st !== PAYLOAD_BLOCK_UNMAPPED && st !== PAYLOAD_BLOCK_UNDEFINED) {
