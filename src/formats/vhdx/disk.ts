@@ -254,6 +254,13 @@ export class VhdxDisk {
         throw notImplemented(`${this.path}: required region ${r.guid} at offset ${r.fileOffset} is not understood`);
       }
     }
+    const spans: Span[] = [{ start: 0, end: HEADER_SECTION_SIZE, what: 'header section' }];
+    if (this.header.logLength > 0) spans.push({ start: this.header.logOffset, end: this.header.logOffset + this.header.logLength, what: 'log' });
+    for (const r of this.regions) {
+      const name = r.guid === REGION_BAT ? 'BAT region' : r.guid === REGION_METADATA ? 'metadata region' : `region ${r.guid}`;
+      spans.push({ start: r.fileOffset, end: r.fileOffset + r.length, what: `${name} (offset ${r.fileOffset}, length ${r.length})` });
+    }
+    this.checkOverlaps(spans, 0);
     if (!bat) throw this.corrupt(`region table has no BAT region`, REGION_TABLE1_OFFSET);
     if (!meta) throw this.corrupt(`region table has no metadata region`, REGION_TABLE1_OFFSET);
     this.batRegion = bat;

@@ -28,3 +28,9 @@ export async function info(path: string, opts: OpenOptions = {}): Promise<import
     await d.close();
   }
 }
+
+/** What the virtual disk holds (ext4 / NTFS / nothing), whole-disk or in a GPT/MBR partition. */
+export async function detectDiskFilesystem(disk: VhdxDisk): Promise<import('./fsdetect.js').FsDetection> {
+  const { detectFilesystem } = await import('./fsdetect.js');
+  return detectFilesystem((o, l) => disk.read(o, Math.min(l, disk.size - o)), disk.size, disk.info.logicalSectorSize);
+}
