@@ -1,6 +1,7 @@
 /** The list of CLI command modules; each adds its subcommands to the program. */
 import type { Command } from 'commander';
+import { register as vhdx } from './vhdx.js';
 
 export type RegisterCommand = (program: Command) => void;
 
-export const COMMANDS: RegisterCommand[] = [];
+export const COMMANDS: RegisterCommand[] = [vhdx];

@@ -785,10 +785,10 @@ export class VhdxDisk {
     if (!this.file.writable) throw failedPrecondition(`${this.path} is open read-only`);
     const lss = this.logicalSectorSize;
     if (!Number.isSafeInteger(newSize) || newSize % lss !== 0) {
-      throw invalidArgument(`new size ${newSize} is not a multiple of the logical sector size ${lss}`, { path: this.path });
+      throw invalidArgument(`${this.path}: new size ${newSize} is not a multiple of the logical sector size ${lss}`, { path: this.path });
     }
     if (newSize < this.virtualSize) {
-      throw invalidArgument(`shrinking is not supported: new size ${newSize} is smaller than the current ${this.virtualSize}`, { path: this.path });
+      throw invalidArgument(`${this.path}: shrinking is not supported: new size ${newSize} is smaller than the current ${this.virtualSize}`, { path: this.path });
     }
     validateParameters({ virtualSize: newSize, blockSize: this.params.blockSize, logicalSectorSize: lss, physicalSectorSize: this.physicalSectorSize });
     if (newSize === this.virtualSize) return;
