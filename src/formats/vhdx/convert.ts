@@ -29,6 +29,8 @@ export interface RawToVhdxOptions extends IdOptions {
   logicalSectorSize?: number;
   physicalSectorSize?: number;
   overwrite?: boolean;
+  /** fdatasync the output before renaming it into place (default off, like cp and qemu-img convert). */
+  sync?: boolean;
   onProgress?: ProgressFn;
 }
 
@@ -116,7 +118,7 @@ export async function rawToVhdx(input: string, output: string, opts: RawToVhdxOp
       bat,
     );
     if (out.size < end) await out.truncate(end);
-    await out.sync();
+    if (opts.sync) await out.sync();
     await out.close();
     out = undefined;
     await at.finish();
@@ -139,6 +141,8 @@ export interface VhdxToRawOptions {
   overwrite?: boolean;
   /** Parent file to use instead of resolving the parent locator. */
   parentPath?: string;
+  /** fdatasync the output before renaming it into place (default off). */
+  sync?: boolean;
   onProgress?: ProgressFn;
 }
 
@@ -172,7 +176,7 @@ export async function vhdxToRaw(input: string, output: string, opts: VhdxToRawOp
     }
     await pending;
     await out.truncate(vs);
-    await out.sync();
+    if (opts.sync) await out.sync();
     await out.close();
     out = undefined;
     await at.finish();
