@@ -80,6 +80,8 @@ export const PAYLOAD_BLOCK_NOT_PRESENT = 0;
 export const PAYLOAD_BLOCK_UNDEFINED = 1;
 export const PAYLOAD_BLOCK_ZERO = 2;
 export const PAYLOAD_BLOCK_UNMAPPED = 3;
+/** Draft v0.95 of the format numbered UNMAPPED 5 (value 5 is reserved in v1.0); read as UNMAPPED, like qemu. */
+export const PAYLOAD_BLOCK_UNMAPPED_V095 = 5;
 export const PAYLOAD_BLOCK_FULLY_PRESENT = 6;
 export const PAYLOAD_BLOCK_PARTIALLY_PRESENT = 7;
 /** §2.5.1.2 sector bitmap block states. */
@@ -91,6 +93,7 @@ export const PAYLOAD_STATE_NAMES: Readonly<Record<number, string>> = {
   1: 'UNDEFINED',
   2: 'ZERO',
   3: 'UNMAPPED',
+  5: 'UNMAPPED_V095',
   6: 'FULLY_PRESENT',
   7: 'PARTIALLY_PRESENT',
 };

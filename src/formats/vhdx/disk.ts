@@ -39,6 +39,7 @@ import {
   PAYLOAD_BLOCK_PARTIALLY_PRESENT,
   PAYLOAD_BLOCK_UNDEFINED,
   PAYLOAD_BLOCK_UNMAPPED,
+  PAYLOAD_BLOCK_UNMAPPED_V095,
   PAYLOAD_BLOCK_ZERO,
   PAYLOAD_STATE_NAMES,
   REGION_BAT,
@@ -352,7 +353,7 @@ export class VhdxDisk {
       const idx = payloadEntryIndex(g, b);
       const e = this.entry(idx);
       const st = batState(e);
-      if (st === 4 || st === 5) throw this.corrupt(`BAT entry ${idx} (payload block ${b}) has reserved state ${st}`, this.batRegion.fileOffset + idx * 8);
+      if (st === 4) throw this.corrupt(`BAT entry ${idx} (payload block ${b}) has reserved state ${st}`, this.batRegion.fileOffset + idx * 8);
       if (st === PAYLOAD_BLOCK_PARTIALLY_PRESENT && !diff) {
         throw this.corrupt(`BAT entry ${idx} (payload block ${b}) is PARTIALLY_PRESENT in a disk without a parent`, this.batRegion.fileOffset + idx * 8);
       }
@@ -618,6 +619,7 @@ export class VhdxDisk {
         return;
       case PAYLOAD_BLOCK_ZERO:
       case PAYLOAD_BLOCK_UNMAPPED:
+      case PAYLOAD_BLOCK_UNMAPPED_V095:
       case PAYLOAD_BLOCK_UNDEFINED:
         dst.fill(0);
         return;
@@ -732,7 +734,7 @@ export class VhdxDisk {
       }
       return this.setBitmapBits(block * g.blockSize + inBlock, src.length, true);
     }
-    if (st !== PAYLOAD_BLOCK_NOT_PRESENT && st !== PAYLOAD_BLOCK_ZERO && st !== PAYLOAD_BLOCK_UNMAPPED && st !== PAYLOAD_BLOCK_UNDEFINED) {
+    if (st !== PAYLOAD_BLOCK_NOT_PRESENT && st !== PAYLOAD_BLOCK_ZERO && st !== PAYLOAD_BLOCK_UNMAPPED && st !== PAYLOAD_BLOCK_UNMAPPED_V095 && st !== PAYLOAD_BLOCK_UNDEFINED) {
       throw this.corrupt(`BAT entry ${idx} (payload block ${block}) has invalid state ${st}`, this.batRegion.fileOffset + idx * 8);
     }
     const blockStart = block * g.blockSize;

@@ -210,3 +210,27 @@ describe('corrupt VHDX input', () => {
     await rejects(child, /no parent_linkage entry/);
   });
 });
+
+describe('payload block states on read', () => {
+  it('ZERO, UNMAPPED, UNDEFINED, v0.95 UNMAPPED (5) and NOT_PRESENT read as zeros, as qemu reads them', async () => {
+    const p = join(dir, 'states.vhdx');
+    await createDynamic(p, { size: 6 * MiB, blockSize: MiB });
+    const d = await open(p, { writable: true });
+    for (let b = 0; b < 6; b++) await d.write(b * MiB, Buffer.alloc(MiB, 0x10 + b));
+    const batOff = d.info.regions.bat.offset;
+    await d.close();
+    const states = [2, 3, 1, 5, 0]; // blocks 0-4; block 5 stays FULLY_PRESENT
+    states.forEach((st, b) => {
+      const e = readAt(p, batOff + b * 8, 8).readBigUInt64LE(0);
+      patch(p, batOff + b * 8, le64(st === 0 || st === 2 ? BigInt(st) : (e & ~7n) | BigInt(st)));
+    });
+    const r = await open(p);
+    const all = await r.read(0, 6 * MiB);
+    await r.close();
+    assert.ok(all.subarray(0, 5 * MiB).every((x) => x === 0));
+    assert.ok(all.subarray(5 * MiB).every((x) => x === 0x15));
+    const q = runTool('qemu-img', ['convert', '-O', 'raw', p, join(dir, 'states.raw')]);
+    assert.equal(q.status, 0, q.stderr);
+    assert.deepEqual(readAt(join(dir, 'states.raw'), 0, 6 * MiB), all);
+  });
+});

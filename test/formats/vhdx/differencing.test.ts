@@ -104,6 +104,19 @@ describe('differencing disks', () => {
     assertSameBytes(await readAll(top), model, 'three-level chain');
   });
 
+  it('4096-byte logical sectors (qemu 7.2 cannot open these): dynamic parent + child, unaligned writes', async () => {
+    const base = join(dir, 'k4-base.vhdx');
+    const info = await createDynamic(base, { size: 24 * MiB, blockSize: MiB, logicalSectorSize: 4096, physicalSectorSize: 4096 });
+    assert.equal(info.logicalSectorSize, 4096);
+    assert.equal(info.chunkRatio, 32768, '2^23 sectors × 4096 bytes / 1 MiB');
+    const model = Buffer.alloc(24 * MiB);
+    await applyWrites(base, model, 21, 8, 2 * MiB);
+    const child = join(dir, 'k4-child.vhdx');
+    await createDifferencing(child, base);
+    await applyWrites(child, model, 22, 20, 10000);
+    assertSameBytes(await readAll(child), model, '4K-sector chain');
+  });
+
   it('refuses a parent whose DataWriteGuid no longer matches parent_linkage', async () => {
     const parent = join(dir, 'p-changed.vhdx');
     await createDynamic(parent, { size: 4 * MiB, blockSize: MiB });
