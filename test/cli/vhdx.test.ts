@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runTool, tempDir } from '../helpers/tools.js';
@@ -79,6 +79,12 @@ describe('winsnap vhdx', () => {
     assert.match(text, /type:\s+differencing/);
     assert.match(text, /relative_path\s+\.\\base\.vhdx/);
     assert.match(text, new RegExp(`parent:\\s+${base.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}`));
+    // with the parent gone, info still describes the child and says why the parent is missing
+    renameSync(base, join(dir, 'gone.vhdx'));
+    const orphan = ok('vhdx', 'info', child);
+    assert.match(orphan, /type:\s+differencing/);
+    assert.match(orphan, /parent:\s+not opened: .*parent disk not found/);
+    assert.match(orphan, /filesystem:\s+unknown \(parent not available\)/);
   });
 
   it('convert raw → vhdx → raw round-trips and info recognises ext4', () => {

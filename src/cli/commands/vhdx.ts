@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
-import { invalidArgument } from '../../services/errdefs.js';
+import { invalidArgument, isFailedPrecondition, isNotFound } from '../../services/errdefs.js';
 import {
   createDifferencing,
   createDynamic,
@@ -75,25 +75,40 @@ function progressBar(label: string): { onProgress: ProgressFn; stop: () => void 
   };
 }
 
-async function describeDisk(path: string, parentPath?: string): Promise<VhdxInfo & { filesystem: Awaited<ReturnType<typeof detectDiskFilesystem>> }> {
-  const d = await open(path, parentPath ? { parentPath } : {});
+type Described = VhdxInfo & { filesystem?: Awaited<ReturnType<typeof detectDiskFilesystem>>; parentError?: string };
+
+async function describeDisk(path: string, parentPath?: string): Promise<Described> {
+  let d;
+  let parentError: string | undefined;
   try {
-    return { ...d.info, filesystem: await detectDiskFilesystem(d) };
+    d = await open(path, parentPath ? { parentPath } : {});
+  } catch (err) {
+    // a differencing disk whose parent cannot be opened: still describe the file itself
+    if (!(isNotFound(err) || isFailedPrecondition(err)) || !String(err).includes('parent')) throw err;
+    parentError = (err as Error).message;
+    d = await open(path, { noParent: true });
+  }
+  try {
+    return { ...d.info, ...(parentError ? { parentError } : { filesystem: await detectDiskFilesystem(d) }) };
   } finally {
     await d.close();
   }
 }
 
-function printInfo(i: Awaited<ReturnType<typeof describeDisk>>): void {
-  const fs = i.filesystem;
+function fsLine(fs: Described['filesystem']): string {
+  if (!fs) return 'unknown (parent not available)';
   const where = fs.partitionTable === 'none' ? 'whole disk' : `${fs.partitionTable.toUpperCase()} partition at ${fs.offset}`;
+  return fs.filesystem === 'none' ? 'none (unformatted)' : fs.filesystem === 'unknown' ? `unrecognised (${where})` : `${fs.filesystem} (${where})`;
+}
+
+function printInfo(i: Described): void {
   const lines = [
     `path:              ${i.path}`,
     `type:              ${i.type}`,
     `virtual size:      ${formatSize(i.virtualSize)}`,
     `block size:        ${formatSize(i.blockSize)}`,
     `sector size:       logical ${i.logicalSectorSize}, physical ${i.physicalSectorSize}`,
-    `filesystem:        ${fs.filesystem === 'none' ? 'none (unformatted)' : fs.filesystem === 'unknown' ? `unrecognised (${where})` : `${fs.filesystem} (${where})`}`,
+    `filesystem:        ${fsLine(i.filesystem)}`,
     `allocated blocks:  ${i.allocatedBlocks} of ${i.payloadBlocks}`,
     `file size:         ${formatSize(i.fileSize)}`,
     `virtual disk id:   ${i.virtualDiskId}`,
@@ -101,7 +116,7 @@ function printInfo(i: Awaited<ReturnType<typeof describeDisk>>): void {
     `file write guid:   ${i.fileWriteGuid}`,
   ];
   if (i.parentLocator) {
-    lines.push(`parent:            ${i.parentPath ?? '(not opened)'}`);
+    lines.push(`parent:            ${i.parentPath ?? `not opened: ${i.parentError ?? ''}`}`);
     for (const [k, v] of Object.entries(i.parentLocator.entries)) lines.push(`  ${k.padEnd(17)}${v}`);
   }
   if (i.logReplayed) lines.push(`log:               replayed in memory (open writable to replay into the file)`);

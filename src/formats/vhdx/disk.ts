@@ -201,7 +201,7 @@ export class VhdxDisk {
     await this.loadBat();
     this.validateLayout();
 
-    if (this.params.hasParent) await this.openParent(opts, depth);
+    if (this.params.hasParent && !opts.noParent) await this.openParent(opts, depth);
   }
 
   private async replayLog(opts: OpenOptions): Promise<void> {
@@ -583,6 +583,7 @@ export class VhdxDisk {
 
   private async readFromParent(dst: Buffer, vpos: number): Promise<void> {
     const p = this.parentDisk;
+    if (!p && this.params.hasParent) throw failedPrecondition(`${this.path} was opened without its parent; this range needs the parent`, { offset: vpos });
     const inParent = p ? Math.max(0, Math.min(dst.length, p.virtualSize - vpos)) : 0;
     if (p && inParent > 0) await p.readInto(dst.subarray(0, inParent), vpos);
     if (inParent < dst.length) dst.fill(0, inParent);
@@ -614,7 +615,7 @@ export class VhdxDisk {
         return;
       }
       case PAYLOAD_BLOCK_NOT_PRESENT:
-        if (this.parentDisk) return this.readFromParent(dst, vpos);
+        if (this.params.hasParent) return this.readFromParent(dst, vpos);
         dst.fill(0);
         return;
       case PAYLOAD_BLOCK_ZERO:

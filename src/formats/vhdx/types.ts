@@ -75,6 +75,8 @@ export interface OpenOptions extends IdOptions {
    * otherwise) or 'refuse' (fail with FailedPrecondition).
    */
   log?: 'replay' | 'refuse';
+  /** Do not open the parent of a differencing disk (info only; reads that need the parent fail). */
+  noParent?: boolean;
 }
 
 export type ProgressFn = (done: number, total: number) => void;
