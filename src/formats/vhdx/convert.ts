@@ -1,0 +1,203 @@
+/**
+ * raw ↔ VHDX conversion, streaming with bounded memory: the input is read in 4 MiB chunks
+ * (the next read overlaps the previous positional write), all-zero chunks are never written
+ * (blocks with no data stay NOT_PRESENT; zero chunks inside an allocated block stay holes in
+ * the output file), and the header section, metadata and BAT are written at the end before
+ * the temporary file is renamed into place.
+ *
+ * Deterministic identifiers for raw → VHDX: P = "convert", type, virtual size, block size,
+ * sector sizes, content digest, idSeed, where the content digest is SHA-256 over
+ * "<offset>:<CRC-32C>" of every non-zero chunk. GUIDs are derive(purpose, P) as in create.ts.
+ */
+import { open, stat } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { crc32c } from '@node-rs/crc32';
+import { invalidArgument } from '../../services/errdefs.js';
+import { DEFAULT_BLOCK_SIZE, MiB, PAYLOAD_BLOCK_FULLY_PRESENT, SIG_FILE } from './constants.js';
+import { beginAtomicCreate, planLayout, writeStructures } from './create.js';
+import { VhdxDisk } from './disk.js';
+import { isZero, RandomAccessFile } from './fileio.js';
+import { alignUp, makeBatEntry, payloadEntryIndex, validateParameters } from './geometry.js';
+import { makeGuid } from './guid.js';
+import type { IdOptions, ProgressFn, VhdxInfo } from './types.js';
+
+const CHUNK = 4 * MiB;
+
+export interface RawToVhdxOptions extends IdOptions {
+  fixed?: boolean;
+  blockSize?: number;
+  logicalSectorSize?: number;
+  physicalSectorSize?: number;
+  overwrite?: boolean;
+  /** fdatasync the output before renaming it into place (default off, like cp and qemu-img convert). */
+  sync?: boolean;
+  onProgress?: ProgressFn;
+}
+
+async function readFull(fh: import('node:fs/promises').FileHandle, buf: Buffer, length: number, pos: number): Promise<number> {
+  let done = 0;
+  while (done < length) {
+    const { bytesRead } = await fh.read(buf, done, length - done, pos + done);
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  return done;
+}
+
+/** Converts a raw disk image to a dynamic (or fixed) VHDX. */
+export async function rawToVhdx(input: string, output: string, opts: RawToVhdxOptions = {}): Promise<VhdxInfo> {
+  const rawSize = (await stat(input)).size;
+  const lss = opts.logicalSectorSize ?? 512;
+  const params = {
+    virtualSize: alignUp(rawSize, lss),
+    blockSize: opts.blockSize ?? DEFAULT_BLOCK_SIZE,
+    logicalSectorSize: lss,
+    physicalSectorSize: opts.physicalSectorSize ?? 4096,
+  };
+  if (rawSize === 0) throw invalidArgument(`${input} is empty; a virtual disk needs at least one sector`);
+  validateParameters(params);
+  const type = opts.fixed ? 'fixed' : 'dynamic';
+  const plan = planLayout(params);
+  const { geom } = plan;
+  const bs = geom.blockSize;
+  const chunk = Math.min(CHUNK, bs);
+  const bat = Buffer.alloc(geom.batEntries * 8);
+  const digest = createHash('sha256');
+  const at = await beginAtomicCreate(output, opts.overwrite ?? false);
+  const inp = await open(input, 'r');
+  let out: RandomAccessFile | undefined;
+  try {
+    out = await RandomAccessFile.create(at.tmp, true);
+    const bufs = [Buffer.allocUnsafe(chunk), Buffer.allocUnsafe(chunk)];
+    let turn = 0;
+    let pending: Promise<void> = Promise.resolve();
+    let pendingBuf: Buffer | undefined;
+    let nextFree = plan.dataOffset;
+    let done = 0;
+    for (let b = 0; b < geom.payloadBlocks; b++) {
+      let blockOff = opts.fixed ? plan.dataOffset + b * bs : -1;
+      for (let c = 0; c < bs; c += chunk) {
+        const pos = b * bs + c;
+        if (pos >= rawSize) break;
+        const want = Math.min(chunk, rawSize - pos);
+        const buf = bufs[turn];
+        turn ^= 1;
+        if (pendingBuf === buf) await pending; // that buffer may still be being written
+        const got = await readFull(inp, buf, want, pos);
+        if (got !== want) throw invalidArgument(`${input} shrank while reading (short read at offset ${pos})`);
+        const data = buf.subarray(0, got);
+        if (!isZero(data)) {
+          if (blockOff < 0) {
+            blockOff = nextFree;
+            nextFree += bs;
+          }
+          digest.update(`${pos}:${crc32c(data)}\n`);
+          await pending;
+          pending = out.write(blockOff + c, data);
+          pendingBuf = buf;
+        }
+        done += got;
+        opts.onProgress?.(done, rawSize);
+      }
+      if (blockOff >= 0) bat.writeBigUInt64LE(makeBatEntry(PAYLOAD_BLOCK_FULLY_PRESENT, blockOff), payloadEntryIndex(geom, b) * 8);
+    }
+    await pending;
+    const end = opts.fixed ? plan.dataOffset + geom.payloadBlocks * bs : nextFree;
+    const mode = opts.ids ?? 'deterministic';
+    const parts = ['convert', type, params.virtualSize, bs, lss, params.physicalSectorSize, digest.digest('hex'), opts.idSeed ?? ''];
+    await writeStructures(
+      out,
+      {
+        type,
+        ...params,
+        virtualDiskId: makeGuid(mode, 'virtual-disk-id', ...parts),
+        dataWriteGuid: makeGuid(mode, 'data-write', ...parts),
+        fileWriteGuid: makeGuid(mode, 'file-write', ...parts),
+      },
+      plan,
+      bat,
+    );
+    if (out.size < end) await out.truncate(end);
+    if (opts.sync) await out.sync();
+    await out.close();
+    out = undefined;
+    await at.finish();
+  } catch (err) {
+    await out?.close().catch(() => undefined);
+    await at.abort();
+    throw err;
+  } finally {
+    await inp.close();
+  }
+  const d = await VhdxDisk.open(output);
+  try {
+    return d.info;
+  } finally {
+    await d.close();
+  }
+}
+
+export interface VhdxToRawOptions {
+  overwrite?: boolean;
+  /** Parent file to use instead of resolving the parent locator. */
+  parentPath?: string;
+  /** fdatasync the output before renaming it into place (default off). */
+  sync?: boolean;
+  onProgress?: ProgressFn;
+}
+
+/** Converts a VHDX (any type, through its parent chain) to a sparse raw image. */
+export async function vhdxToRaw(input: string, output: string, opts: VhdxToRawOptions = {}): Promise<{ virtualSize: number }> {
+  const disk = await VhdxDisk.open(input, opts.parentPath ? { parentPath: opts.parentPath } : {});
+  const at = await beginAtomicCreate(output, opts.overwrite ?? false);
+  let out: RandomAccessFile | undefined;
+  try {
+    out = await RandomAccessFile.create(at.tmp, true);
+    const vs = disk.size;
+    const bufs = [Buffer.allocUnsafe(CHUNK), Buffer.allocUnsafe(CHUNK)];
+    let turn = 0;
+    let pending: Promise<void> = Promise.resolve();
+    let pendingBuf: Buffer | undefined;
+    for (let pos = 0; pos < vs; pos += CHUNK) {
+      const n = Math.min(CHUNK, vs - pos);
+      if (disk.mayHaveData(pos, n)) {
+        const whole = bufs[turn];
+        turn ^= 1;
+        if (pendingBuf === whole) await pending; // that buffer may still be being written
+        const buf = whole.subarray(0, n);
+        await disk.readInto(buf, pos);
+        if (!isZero(buf)) {
+          await pending;
+          pending = out.write(pos, buf);
+          pendingBuf = whole;
+        }
+      }
+      opts.onProgress?.(pos + n, vs);
+    }
+    await pending;
+    await out.truncate(vs);
+    if (opts.sync) await out.sync();
+    await out.close();
+    out = undefined;
+    await at.finish();
+    return { virtualSize: vs };
+  } catch (err) {
+    await out?.close().catch(() => undefined);
+    await at.abort();
+    throw err;
+  } finally {
+    await disk.close();
+  }
+}
+
+/** True when the file starts with the VHDX file type identifier. */
+export async function isVhdxFile(path: string): Promise<boolean> {
+  const fh = await open(path, 'r');
+  try {
+    const b = Buffer.alloc(8);
+    const { bytesRead } = await fh.read(b, 0, 8, 0);
+    return bytesRead === 8 && b.toString('latin1') === SIG_FILE;
+  } finally {
+    await fh.close();
+  }
+}
