@@ -58,12 +58,17 @@ async function main(): Promise<void> {
     const oursPar = await cycles(client, 'par', CYCLES, CONCURRENCY);
 
     const ctd = await startContainerd(join(tmp, 'ctd'));
-    const native = SnapshotsClient.connect(ctd.socket, 'native', { namespace: 'bench' });
-    await cycles(native, 'warm', 50, 1);
-    const ctdSeq = await cycles(native, 'seq', CYCLES, 1);
-    const ctdPar = await cycles(native, 'par', CYCLES, CONCURRENCY);
-    await native.close();
-    await ctd.stop();
+    let ctdSeq: number;
+    let ctdPar: number;
+    try {
+      const native = SnapshotsClient.connect(ctd.socket, 'native', { namespace: 'bench' });
+      await cycles(native, 'warm', 50, 1);
+      ctdSeq = await cycles(native, 'seq', CYCLES, 1);
+      ctdPar = await cycles(native, 'par', CYCLES, CONCURRENCY);
+      await native.close();
+    } finally {
+      await ctd.stop();
+    }
     await client.close();
     await server.close();
     await served.close();
