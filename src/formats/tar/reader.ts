@@ -212,7 +212,7 @@ export class TarReader implements AsyncIterable<TarEntry> {
   private async readEntry(): Promise<TarEntry | undefined> {
     const src = this.src;
     const o = this.opts;
-    const entryOffset = src.offset;
+    let entryOffset = -1; // the first header that belongs to the entry ('g' headers do not)
     let local: PaxRecord[] = [];
     let longName: Buffer | undefined;
     let longLink: Buffer | undefined;
@@ -224,7 +224,7 @@ export class TarReader implements AsyncIterable<TarEntry> {
       const at = src.offset;
       const block = await src.exact(BLOCK);
       if (block.length === 0) {
-        if (metaCount > 0) this.fail(`truncated archive: extended header at offset ${entryOffset} is not followed by an entry`, at);
+        if (metaCount > 0) this.fail(`truncated archive: extended header before offset ${at} is not followed by an entry`, at);
         if (o.requireEndMarker) this.fail(`truncated archive: input ends at offset ${at} without the end-of-archive blocks`, at);
         this.endInfo = { endOffset: at, entries: this.count, loneZeroBlock: false };
         return undefined;
@@ -232,7 +232,7 @@ export class TarReader implements AsyncIterable<TarEntry> {
       if (block.length < BLOCK) this.fail(`truncated archive: header at offset ${at} has only ${block.length} of 512 bytes`, at);
 
       if (isZeroBlock(block)) {
-        if (metaCount > 0) this.fail(`extended header at offset ${entryOffset} is followed by the end-of-archive marker`, at);
+        if (metaCount > 0) this.fail(`extended header before offset ${at} is followed by the end-of-archive marker`, at);
         // GNU tar, bsdtar and Python's tarfile all stop at the first zero block; so do we.
         // The second block is consumed when it is there and zero.
         const second = await src.exact(BLOCK);
@@ -243,6 +243,7 @@ export class TarReader implements AsyncIterable<TarEntry> {
 
       const raw = decodeHeader(block, { offset: at }, o.maxEntrySize);
       const flag = raw.typeflag;
+      if (entryOffset < 0 && flag !== TYPE_GLOBAL) entryOffset = at;
       if (flag === TYPE_PAX || flag === TYPE_GLOBAL || flag === TYPE_GNU_LONGNAME || flag === TYPE_GNU_LONGLINK) {
         metaCount++;
         const label = raw.name.toString('latin1');
