@@ -258,7 +258,7 @@ export class TarReader implements AsyncIterable<TarEntry> {
           this.fail(`extended headers before offset ${at} total ${metaBytes} bytes, over the limit of ${o.maxHeaderBytes}`, at, label);
         }
         const body = await src.exact(raw.size);
-        if (body.length < raw.size) this.fail(`truncated archive: ${flagText(flag)} header body at offset ${at + BLOCK} is incomplete`, at, label);
+        if (body.length < raw.size) this.fail(`truncated archive: the body of the ${flagText(flag)} header at offset ${at} is incomplete`, at, label);
         const pad = (BLOCK - (raw.size % BLOCK)) % BLOCK;
         if ((await src.skip(pad)) < pad) this.fail(`truncated archive: padding after the header at offset ${at} is missing`, at, label);
         if (flag === TYPE_PAX || flag === TYPE_GLOBAL) {

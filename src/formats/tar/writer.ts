@@ -8,7 +8,8 @@
  *  - an entry without records is a plain USTAR header.
  * Facts: POSIX pax "ustar Interchange Format" / "pax Interchange Format".
  */
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
+import { ChunkQueue } from './chunkqueue.js';
 import { invalidArgument } from '../../services/errdefs.js';
 import {
   BLOCK,
@@ -293,38 +294,27 @@ export function encodeGlobalHeader(records: readonly PaxRecord[]): Buffer {
   return Buffer.concat([g, data, ZERO.subarray(0, padding(data.length))]);
 }
 
-class OutStream extends Readable {
-  waiter: (() => void) | undefined;
-  override _read(): void {
-    const w = this.waiter;
-    this.waiter = undefined;
-    w?.();
-  }
-  override _destroy(err: Error | null, cb: (error?: Error | null) => void): void {
-    const w = this.waiter;
-    this.waiter = undefined;
-    w?.();
-    cb(err);
-  }
-}
-
 /**
  * Streaming writer. Call writeEntry() for each entry (one at a time, awaiting each), then
- * finish(). The bytes come out of `stream` (also: the writer is async-iterable). A write
- * waits while the stream's buffer is above `highWaterMark` and nobody reads.
+ * finish(). Consume the bytes either by async iteration of the writer (chunks come out as
+ * they went in: bodies are not copied) or through `stream` (a Node Readable) — one of the
+ * two. A write waits while more than `highWaterMark` bytes are queued and unread.
  */
 export class TarWriter implements AsyncIterable<Buffer> {
-  readonly stream: Readable;
-  private readonly out: OutStream;
+  private readonly queue: ChunkQueue;
   private readonly nonAscii: boolean;
   private busy = false;
   private finished = false;
   private written = 0;
 
   constructor(options: TarWriteOptions = {}) {
-    this.out = new OutStream({ highWaterMark: options.highWaterMark ?? 1 << 20 });
-    this.stream = this.out;
+    this.queue = new ChunkQueue(options.highWaterMark ?? 1 << 20);
     this.nonAscii = options.paxForNonAscii ?? false;
+  }
+
+  /** The archive bytes as a Node Readable (created on first use). */
+  get stream(): Readable {
+    return this.queue.toReadable();
   }
 
   /** Bytes produced so far. */
@@ -333,19 +323,13 @@ export class TarWriter implements AsyncIterable<Buffer> {
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Buffer> {
-    return this.out[Symbol.asyncIterator]();
+    return this.queue[Symbol.asyncIterator]();
   }
 
   private async push(b: Buffer): Promise<void> {
     if (b.length === 0) return;
-    if (this.out.destroyed) throw invalidArgument('tar: output stream was destroyed');
     this.written += b.length;
-    if (!this.out.push(b)) {
-      await new Promise<void>((resolve) => {
-        this.out.waiter = resolve;
-      });
-      if (this.out.destroyed) throw invalidArgument('tar: output stream was destroyed');
-    }
+    await this.queue.push(b);
   }
 
   private begin(): void {
@@ -397,7 +381,7 @@ export class TarWriter implements AsyncIterable<Buffer> {
       } catch (err) {
         // Part of the entry is out: fail the stream so no consumer sees a bad archive.
         this.finished = true;
-        this.out.destroy(err as Error);
+        this.queue.fail(err as Error);
         throw err;
       }
     } finally {
@@ -427,7 +411,7 @@ export class TarWriter implements AsyncIterable<Buffer> {
     try {
       await this.push(ZERO);
       this.finished = true;
-      this.out.push(null);
+      this.queue.end();
     } finally {
       this.busy = false;
     }
@@ -436,7 +420,7 @@ export class TarWriter implements AsyncIterable<Buffer> {
   /** Aborts: the stream emits `err`. */
   destroy(err?: Error): void {
     this.finished = true;
-    this.out.destroy(err);
+    this.queue.fail(err ?? new Error('tar writer destroyed'));
   }
 }
 
