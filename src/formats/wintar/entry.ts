@@ -15,6 +15,7 @@
  */
 import { invalidArgument } from '../../services/errdefs.js';
 import { formatPaxTime, parsePaxTime } from '../tar/time.js';
+import { requiredPaxRecords } from '../tar/writer.js';
 import type { PaxRecord, TarHeader, TarHeaderInput, TarTime } from '../tar/types.js';
 import {
   FILE_ATTRIBUTE,
@@ -84,17 +85,24 @@ function basenameOf(name: string): { dir: string; base: string } {
   return i < 0 ? { dir: '', base: n } : { dir: n.slice(0, i + 1), base: n.slice(i + 1) };
 }
 
-/** Splits an alternate-data-stream tar name ("dir/file:stream" or "dir/file:stream:$DATA"). */
-export function parseAdsName(name: string): { base: string; stream: string } | undefined {
+function splitAds(name: string): { base: string; stream: string } | undefined | null {
   const { dir, base } = basenameOf(name);
   const colon = base.indexOf(':');
   if (colon < 0) return undefined;
   let stream = base.slice(colon + 1);
   if (stream.endsWith(':$DATA')) stream = stream.slice(0, -':$DATA'.length);
-  if (stream === '' || stream.includes(':') || colon === 0) {
-    throw invalidArgument(`windows tar: entry "${name}": bad alternate data stream name`, { entry: name });
-  }
+  if (stream === '' || stream.includes(':') || colon === 0) return null;
   return { base: dir + base.slice(0, colon), stream };
+}
+
+/**
+ * Splits an alternate-data-stream tar name ("dir/file:stream" or "dir/file:stream:$DATA");
+ * undefined when the name has no ':' in its last component, InvalidArgument when malformed.
+ */
+export function parseAdsName(name: string): { base: string; stream: string } | undefined {
+  const r = splitAds(name);
+  if (r === null) throw invalidArgument(`windows tar: entry "${name}": bad alternate data stream name`, { entry: name });
+  return r;
 }
 
 export interface WindowsDecodeOptions {
@@ -197,7 +205,8 @@ export function windowsEntryFromTar(header: TarHeader, opts: WindowsDecodeOption
         entry.whiteoutTarget = dir + base.slice(4);
         break;
       }
-      const ads = parseAdsName(name);
+      const ads = splitAds(name);
+      if (ads === null) bad('bad alternate data stream name');
       if (ads) {
         entry.kind = 'ads';
         entry.adsBase = ads.base;
@@ -245,7 +254,12 @@ export function tarHeaderFromWindowsEntry(entry: WindowsEntry): TarHeaderInput {
   const bad = (detail: string): never => {
     throw invalidArgument(`windows tar: entry "${name}": ${detail}`, { entry: name });
   };
-  if (entry.kind === 'whiteout') return { name, type: 'file', mode: 0, size: 0, mtime: 0, pax: [] };
+  if (entry.kind === 'whiteout') {
+    // Go writes tar.Header{Name} (format unset): USTAR when the name fits (prefix split
+    // allowed), else PAX with only a path record.
+    const fits = isAscii(name) && requiredPaxRecords({ name }).length === 0;
+    return { name, type: 'file', mode: 0, size: 0, mtime: 0, pax: fits ? [] : [{ key: 'path', value: Buffer.from(name, 'utf8') }] };
+  }
 
   if (!Number.isInteger(entry.attributes) || entry.attributes < 0 || entry.attributes > 0xffffffff) bad(`attributes ${entry.attributes} are not a u32`);
   const times: [string, bigint][] = [
@@ -269,6 +283,7 @@ export function tarHeaderFromWindowsEntry(entry: WindowsEntry): TarHeaderInput {
   for (const ea of entry.eas) {
     const problem = checkEaName(ea.name);
     if (problem) bad(problem);
+    if (/[=\n]/.test(ea.name)) bad(`EA name ${JSON.stringify(ea.name)} cannot be a PAX keyword (contains "=" or a newline)`);
     if (seen.has(ea.name)) bad(`duplicate EA ${JSON.stringify(ea.name)}`);
     seen.add(ea.name);
     if (ea.value.length > 0xffff) bad(`EA ${JSON.stringify(ea.name)} value is ${ea.value.length} bytes (max 65535)`);
