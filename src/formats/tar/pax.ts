@@ -27,7 +27,10 @@ function bad(detail: string, ctx: PaxContext, at: number): never {
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-/** Parses the body of an 'x' or 'g' header. Strict: every byte must belong to a well-formed record. */
+/**
+ * Parses the body of an 'x' or 'g' header. Strict: every byte must belong to a well-formed
+ * record. Values are views of `body`.
+ */
 export function parsePaxRecords(body: Buffer, ctx: PaxContext): PaxRecord[] {
   const out: PaxRecord[] = [];
   let pos = 0;
@@ -57,8 +60,8 @@ export function parsePaxRecords(body: Buffer, ctx: PaxContext): PaxRecord[] {
     } catch {
       bad('keyword is not valid UTF-8', ctx, pos);
     }
-    // Copy the value: the body may be a view of a large source chunk.
-    out.push({ key, value: Buffer.from(body.subarray(eq + 1, end - 1)) });
+    // A view of `body` (the reader hands in its own copy of the header body).
+    out.push({ key, value: body.subarray(eq + 1, end - 1) });
     pos = end;
   }
   return out;

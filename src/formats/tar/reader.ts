@@ -173,7 +173,8 @@ export class TarReader implements AsyncIterable<TarEntry> {
   private async skipCurrent(): Promise<void> {
     const want = this.remaining + this.padding;
     if (want === 0) return;
-    const got = await this.src.skip(want);
+    let got = this.src.skipBuffered(want);
+    if (got < want) got += await this.src.skip(want - got);
     if (got < want) {
       const inBody = this.remaining;
       this.remaining = 0;
@@ -195,7 +196,7 @@ export class TarReader implements AsyncIterable<TarEntry> {
     if (this.endInfo) return undefined;
     try {
       this.seq++;
-      await this.skipCurrent();
+      if (this.remaining + this.padding > 0) await this.skipCurrent();
       return await this.readEntry();
     } catch (err) {
       this.failure = err;
@@ -222,7 +223,7 @@ export class TarReader implements AsyncIterable<TarEntry> {
 
     for (;;) {
       const at = src.offset;
-      const block = await src.exact(BLOCK);
+      const block = src.take(BLOCK) ?? (await src.exact(BLOCK));
       if (block.length === 0) {
         if (metaCount > 0) this.fail(`truncated archive: extended header before offset ${at} is not followed by an entry`, at);
         if (o.requireEndMarker) this.fail(`truncated archive: input ends at offset ${at} without the end-of-archive blocks`, at);
@@ -257,12 +258,16 @@ export class TarReader implements AsyncIterable<TarEntry> {
         if (metaBytes > o.maxHeaderBytes) {
           this.fail(`extended headers before offset ${at} total ${metaBytes} bytes, over the limit of ${o.maxHeaderBytes}`, at, label);
         }
-        const body = await src.exact(raw.size);
+        const body = src.take(raw.size) ?? (await src.exact(raw.size));
         if (body.length < raw.size) this.fail(`truncated archive: the body of the ${flagText(flag)} header at offset ${at} is incomplete`, at, label);
         const pad = (BLOCK - (raw.size % BLOCK)) % BLOCK;
-        if ((await src.skip(pad)) < pad) this.fail(`truncated archive: padding after the header at offset ${at} is missing`, at, label);
+        const padded = src.skipBuffered(pad);
+        if (padded < pad && (await src.skip(pad - padded)) < pad - padded) {
+          this.fail(`truncated archive: padding after the header at offset ${at} is missing`, at, label);
+        }
         if (flag === TYPE_PAX || flag === TYPE_GLOBAL) {
-          const recs = parsePaxRecords(body, { offset: at, entry: label });
+          // One copy of the header body; the record values are views of it.
+          const recs = parsePaxRecords(Buffer.from(body), { offset: at, entry: label });
           if (flag === TYPE_PAX) {
             hadPax = true;
             local = local.length === 0 ? recs : local.concat(recs);
@@ -367,59 +372,86 @@ export class TarReader implements AsyncIterable<TarEntry> {
     this.padding = (BLOCK - (size % BLOCK)) % BLOCK;
     this.currentName = entry;
     this.currentDataOffset = this.src.offset;
-    const token = this.seq;
-    const dataOffset = this.src.offset;
-    let used = false;
-    const body: AsyncIterable<Buffer> = {
-      [Symbol.asyncIterator]: () => {
-        if (used) throw invalidArgument(`tar: body of entry "${entry}" iterated twice`, { entry, offset: dataOffset });
-        used = true;
-        return this.bodyChunks(token, entry);
-      },
-    };
-    return {
-      header,
-      offset: entryOffset,
-      headerOffset: at,
-      dataOffset,
-      body,
-      readAll: async (max = 64 << 20) => {
-        if (size > max) {
-          throw invalidArgument(`tar: entry "${entry}" is ${size} bytes, more than the ${max} bytes readAll accepts`, {
-            entry,
-            offset: at,
-          });
-        }
-        const parts: Buffer[] = [];
-        for await (const c of body) parts.push(c);
-        return parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
-      },
-    };
+    return new ReaderEntry(this, header, entryOffset, at, this.src.offset, this.seq);
   }
 
-  private async *bodyChunks(token: number, entry: string): AsyncGenerator<Buffer> {
-    while (this.remaining > 0) {
-      if (this.seq !== token) {
-        throw invalidArgument(`tar: body of entry "${entry}" read after the next entry was requested`, { entry });
-      }
-      const c = await this.src.chunk(this.remaining);
-      if (!c) {
-        const missing = this.remaining;
-        this.remaining = 0;
-        this.padding = 0;
-        const err = invalidArgument(
-          `tar: truncated archive: entry "${entry}" (data at offset ${this.currentDataOffset}) ends at offset ${this.src.offset}, ${missing} body bytes missing`,
-          { entry, offset: this.src.offset },
-        );
-        this.failure = err;
-        throw err;
-      }
-      this.remaining -= c.length;
-      yield c;
-    }
+  /** @internal Next body chunk of the entry with token `token`, or null when it is complete. */
+  async bodyChunk(token: number, entry: string): Promise<Buffer | null> {
     if (this.seq !== token) {
       throw invalidArgument(`tar: body of entry "${entry}" read after the next entry was requested`, { entry });
     }
+    if (this.remaining === 0) return null;
+    const c = await this.src.chunk(this.remaining);
+    if (!c) {
+      const missing = this.remaining;
+      this.remaining = 0;
+      this.padding = 0;
+      const err = invalidArgument(
+        `tar: truncated archive: entry "${entry}" (data at offset ${this.currentDataOffset}) ends at offset ${this.src.offset}, ${missing} body bytes missing`,
+        { entry, offset: this.src.offset },
+      );
+      this.failure = err;
+      throw err;
+    }
+    this.remaining -= c.length;
+    return c;
+  }
+}
+
+class BodyIterator implements AsyncIterator<Buffer> {
+  constructor(
+    private readonly reader: TarReader,
+    private readonly token: number,
+    private readonly entry: string,
+  ) {}
+  async next(): Promise<IteratorResult<Buffer>> {
+    const c = await this.reader.bodyChunk(this.token, this.entry);
+    return c === null ? { done: true, value: undefined } : { done: false, value: c };
+  }
+  async return(): Promise<IteratorResult<Buffer>> {
+    return { done: true, value: undefined };
+  }
+}
+
+class ReaderEntry implements TarEntry {
+  private used = false;
+  readonly body: AsyncIterable<Buffer>;
+
+  constructor(
+    private readonly reader: TarReader,
+    readonly header: TarHeader,
+    readonly offset: number,
+    readonly headerOffset: number,
+    readonly dataOffset: number,
+    private readonly token: number,
+  ) {
+    this.body = { [Symbol.asyncIterator]: () => this.iterator() };
+  }
+
+  private iterator(): AsyncIterator<Buffer> {
+    const name = this.header.name;
+    if (this.used) throw invalidArgument(`tar: body of entry "${name}" iterated twice`, { entry: name, offset: this.dataOffset });
+    this.used = true;
+    return new BodyIterator(this.reader, this.token, name);
+  }
+
+  async readAll(max = 64 << 20): Promise<Buffer> {
+    const size = this.header.size;
+    const name = this.header.name;
+    if (size > max) {
+      throw invalidArgument(`tar: entry "${name}" is ${size} bytes, more than the ${max} bytes readAll accepts`, {
+        entry: name,
+        offset: this.headerOffset,
+      });
+    }
+    const it = this.iterator();
+    const parts: Buffer[] = [];
+    for (;;) {
+      const r = await it.next();
+      if (r.done) break;
+      parts.push(r.value);
+    }
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
   }
 }
 

@@ -50,6 +50,23 @@ export class ByteSource {
     return true;
   }
 
+  /** Exactly n bytes if the current chunk holds them (a view), else undefined. Synchronous. */
+  take(n: number): Buffer | undefined {
+    if (this.cur.length - this.pos < n) return undefined;
+    const b = this.cur.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    this.offset += n;
+    return b;
+  }
+
+  /** Skips up to n bytes of the current chunk; returns how many. Synchronous. */
+  skipBuffered(n: number): number {
+    const k = Math.min(n, this.cur.length - this.pos);
+    this.pos += k;
+    this.offset += k;
+    return k;
+  }
+
   /** Up to `max` (> 0) bytes as a view of a source chunk, or null at end of input. */
   async chunk(max: number): Promise<Buffer | null> {
     if (this.pos >= this.cur.length && !(await this.fill())) return null;
@@ -84,7 +101,7 @@ export class ByteSource {
 
   /** Skips up to n bytes; returns how many were skipped (fewer only at end of input). */
   async skip(n: number): Promise<number> {
-    let left = n;
+    let left = n - this.skipBuffered(n);
     while (left > 0) {
       const c = await this.chunk(left);
       if (!c) break;

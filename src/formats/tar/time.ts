@@ -40,10 +40,11 @@ export function parsePaxTime(s: string): TarTime | undefined {
   const m = PAX_TIME.exec(s);
   if (!m) return undefined;
   const neg = m[1] === '-';
-  const secs = BigInt(m[2]!);
+  const digits = m[2]!;
+  const secs = digits.length <= 15 ? BigInt(Number(digits)) : BigInt(digits);
   if (secs >= INT64_LIMIT) return undefined;
-  const frac = (m[3] ?? '').slice(0, 9).padEnd(9, '0');
-  const nsec = Number(frac);
+  const f = m[3];
+  const nsec = f === undefined || f === '' ? 0 : Number(f.length >= 9 ? f.slice(0, 9) : f.padEnd(9, '0'));
   if (!neg) return { sec: secs, nsec };
   if (nsec === 0) return { sec: -secs, nsec: 0 };
   return { sec: -secs - 1n, nsec: 1e9 - nsec };
