@@ -230,8 +230,11 @@ export function octalMax(len: number): number {
 /** Writes `value` as zero-padded octal with a trailing NUL. Caller checks the range. */
 export function putOctal(block: Buffer, field: FieldName, value: number): void {
   const [off, len] = F[field];
-  const s = value.toString(8).padStart(len - 1, '0');
-  block.write(s, off, len - 1, 'latin1');
+  let v = value;
+  for (let i = off + len - 2; i >= off; i--) {
+    block[i] = 0x30 + (v % 8);
+    v = Math.floor(v / 8);
+  }
   block[off + len - 1] = 0;
 }
 
@@ -254,10 +257,15 @@ export function fitsBase256(field: FieldName, value: bigint): boolean {
   return value >= -lim && value < lim;
 }
 
+const OCTAL_MAX = { 8: 8 ** 7 - 1, 12: 8 ** 11 - 1 } as Record<number, number>;
+
 /** Writes a numeric field: octal when it fits, else base-256 (the PAX record carries the value). */
-export function putNumeric(block: Buffer, field: FieldName, value: bigint): void {
-  const max = BigInt(octalMax(F[field][1]));
-  if (value >= 0n && value <= max) putOctal(block, field, Number(value));
+export function putNumeric(block: Buffer, field: FieldName, value: number | bigint): void {
+  const max = OCTAL_MAX[F[field][1]] ?? octalMax(F[field][1]);
+  if (typeof value === 'number') {
+    if (value >= 0 && value <= max) putOctal(block, field, value);
+    else putBase256(block, field, BigInt(value));
+  } else if (value >= 0n && value <= BigInt(max)) putOctal(block, field, Number(value));
   else putBase256(block, field, value);
 }
 
@@ -272,9 +280,11 @@ export function finishUstarBlock(block: Buffer): void {
   block.write('ustar\0', 257, 6, 'latin1');
   block.write('00', 263, 2, 'latin1');
   block.fill(0x20, 148, 156);
-  let sum = 0;
-  for (let i = 0; i < BLOCK; i++) sum += block[i]!;
-  block.write(sum.toString(8).padStart(6, '0'), 148, 6, 'latin1');
+  let sum = unsignedChecksum(block);
+  for (let i = 153; i >= 148; i--) {
+    block[i] = 0x30 + (sum % 8);
+    sum = Math.floor(sum / 8);
+  }
   block[154] = 0;
   block[155] = 0x20;
 }

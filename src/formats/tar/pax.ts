@@ -85,7 +85,9 @@ export function checkPaxKey(key: string): string | undefined {
 
 /** Encodes records in the given order. */
 export function encodePaxRecords(records: readonly PaxRecord[]): Buffer {
-  const parts: Buffer[] = [];
+  const keys: Buffer[] = [];
+  const lens: number[] = [];
+  let total = 0;
   for (const r of records) {
     const problem = checkPaxKey(r.key);
     if (problem) throw invalidArgument(`tar: cannot write PAX record "${r.key}": ${problem}`, { key: r.key });
@@ -93,10 +95,20 @@ export function encodePaxRecords(records: readonly PaxRecord[]): Buffer {
     const base = key.length + r.value.length + 3; // ' ' '=' '\n'
     let len = base + decimalLength(base);
     if (decimalLength(len) !== len - base) len = base + decimalLength(len);
-    const head = Buffer.from(`${len} `, 'latin1');
-    parts.push(head, key, Buffer.from('='), r.value, Buffer.from('\n'));
+    keys.push(key);
+    lens.push(len);
+    total += len;
   }
-  return Buffer.concat(parts);
+  const out = Buffer.allocUnsafe(total);
+  let pos = 0;
+  records.forEach((r, i) => {
+    pos += out.write(`${lens[i]} `, pos, 'latin1');
+    pos += keys[i]!.copy(out, pos);
+    out[pos++] = EQUALS;
+    pos += r.value.copy(out, pos);
+    out[pos++] = NEWLINE;
+  });
+  return out;
 }
 
 /** The value of the last record with this key (local records override earlier ones). */

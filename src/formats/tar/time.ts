@@ -5,7 +5,6 @@
  */
 import type { TarTime } from './types.js';
 
-const PAX_TIME = /^(-?)([0-9]+)(?:\.([0-9]*))?$/;
 const INT64_LIMIT = 1n << 63n;
 
 /** Builds a TarTime from seconds (number or bigint) and nanoseconds, normalising nsec into [0, 1e9). */
@@ -37,14 +36,30 @@ export function tarTimeEquals(a: TarTime, b: TarTime): boolean {
  * sign, as Go's archive/tar and GNU tar do). Seconds must fit in a signed 64-bit integer.
  */
 export function parsePaxTime(s: string): TarTime | undefined {
-  const m = PAX_TIME.exec(s);
-  if (!m) return undefined;
-  const neg = m[1] === '-';
-  const digits = m[2]!;
+  // Grammar: -?[0-9]+(\.[0-9]*)?  (checked by hand: this runs for every entry)
+  const n = s.length;
+  let i = 0;
+  const neg = n > 0 && s.charCodeAt(0) === 0x2d;
+  if (neg) i = 1;
+  const intStart = i;
+  while (i < n && s.charCodeAt(i) >= 0x30 && s.charCodeAt(i) <= 0x39) i++;
+  const intEnd = i;
+  if (intEnd === intStart) return undefined;
+  let fracStart = -1;
+  if (i < n) {
+    if (s.charCodeAt(i) !== 0x2e) return undefined;
+    fracStart = ++i;
+    while (i < n && s.charCodeAt(i) >= 0x30 && s.charCodeAt(i) <= 0x39) i++;
+    if (i !== n) return undefined;
+  }
+  const digits = s.slice(intStart, intEnd);
   const secs = digits.length <= 15 ? BigInt(Number(digits)) : BigInt(digits);
   if (secs >= INT64_LIMIT) return undefined;
-  const f = m[3];
-  const nsec = f === undefined || f === '' ? 0 : Number(f.length >= 9 ? f.slice(0, 9) : f.padEnd(9, '0'));
+  let nsec = 0;
+  if (fracStart >= 0 && fracStart < n) {
+    const f = s.slice(fracStart, Math.min(n, fracStart + 9));
+    nsec = Number(f) * 10 ** (9 - f.length);
+  }
   if (!neg) return { sec: secs, nsec };
   if (nsec === 0) return { sec: -secs, nsec: 0 };
   return { sec: -secs - 1n, nsec: 1e9 - nsec };

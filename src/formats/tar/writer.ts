@@ -31,7 +31,10 @@ import type { PaxRecord, TarHeaderInput, TarTime, TarType, TarWriteOptions } fro
 export type TarBody = Buffer | Uint8Array | AsyncIterable<Buffer | Uint8Array> | Iterable<Buffer | Uint8Array>;
 
 const ZERO = Buffer.alloc(BLOCK * 2);
-const SMALL_BODY = 32 * 1024;
+const EMPTY = Buffer.alloc(0);
+/** Pieces smaller than this are copied into a staging buffer and emitted together. */
+const COALESCE_BELOW = 16 * 1024;
+const STAGE_SIZE = 64 * 1024;
 
 const TYPEFLAG: Record<TarType, number | undefined> = {
   file: 0x30,
@@ -55,12 +58,9 @@ const META_FLAGS = new Set([TYPE_PAX, TYPE_GLOBAL, TYPE_GNU_LONGNAME, TYPE_GNU_L
 export const AUTO_PAX_KEYS = ['path', 'linkpath', 'size', 'uid', 'gid', 'uname', 'gname', 'mtime', 'atime', 'ctime'] as const;
 
 const MAX_SIZE_OCTAL = octalMax(F.size[1]); // 8 GiB - 1
-const MAX_ID_OCTAL = octalMax(F.uid[1]); // 2097151
+const MAX_ID_OCTAL = octalMax(F.uid[1]); // 2097151, also mode/devmajor/devminor (8-byte fields)
+const MAX_MODE = octalMax(F.mode[1]);
 const MAX_TIME_OCTAL = BigInt(octalMax(F.mtime[1]));
-
-function isAscii(s: string): boolean {
-  return /^[\x00-\x7f]*$/.test(s);
-}
 
 /** Splits a name into USTAR prefix + name, or undefined if impossible. */
 function splitUstarName(bytes: Buffer): { prefix: Buffer; name: Buffer } | undefined {
@@ -143,20 +143,20 @@ function normalize(h: TarHeaderInput): Normalized {
   const n: Normalized = {
     name: Buffer.from(nameStr, 'utf8'),
     nameStr,
-    linkname: Buffer.from(linkStr, 'utf8'),
+    linkname: linkStr === '' ? EMPTY : Buffer.from(linkStr, 'utf8'),
     linkStr,
     typeflag,
-    mode: checkInt(h.mode ?? 0, 'mode', nameStr, octalMax(F.mode[1])),
+    mode: checkInt(h.mode ?? 0, 'mode', nameStr, MAX_MODE),
     uid: checkInt(h.uid ?? 0, 'uid', nameStr, Number.MAX_SAFE_INTEGER),
     gid: checkInt(h.gid ?? 0, 'gid', nameStr, Number.MAX_SAFE_INTEGER),
     size,
     mtime: toTime(h.mtime),
-    uname: Buffer.from(unameStr, 'utf8'),
+    uname: unameStr === '' ? EMPTY : Buffer.from(unameStr, 'utf8'),
     unameStr,
-    gname: Buffer.from(gnameStr, 'utf8'),
+    gname: gnameStr === '' ? EMPTY : Buffer.from(gnameStr, 'utf8'),
     gnameStr,
-    devmajor: checkInt(h.devmajor ?? 0, 'devmajor', nameStr, octalMax(F.devmajor[1])),
-    devminor: checkInt(h.devminor ?? 0, 'devminor', nameStr, octalMax(F.devminor[1])),
+    devmajor: checkInt(h.devmajor ?? 0, 'devmajor', nameStr, MAX_ID_OCTAL),
+    devminor: checkInt(h.devminor ?? 0, 'devminor', nameStr, MAX_ID_OCTAL),
     pax: h.pax ?? [],
   };
   if (h.atime !== undefined) n.atime = toTime(h.atime);
@@ -173,53 +173,58 @@ export function requiredPaxRecords(header: TarHeaderInput, opts: Pick<TarWriteOp
   return autoRecords(normalize(header), opts.paxForNonAscii ?? false);
 }
 
+function conflict(n: Normalized, key: string, value: string): never {
+  throw invalidArgument(
+    `tar: entry "${n.nameStr}": PAX record ${key}=${JSON.stringify(lastPaxValue(n.pax, key)!.toString('utf8'))} disagrees with the header value ${JSON.stringify(value)}`,
+    { entry: n.nameStr, key },
+  );
+}
+
+function addString(n: Normalized, have: Set<string> | undefined, out: PaxRecord[], key: string, value: string, bytes: Buffer, needed: boolean): void {
+  if (have?.has(key)) {
+    if (!lastPaxValue(n.pax, key)!.equals(bytes)) conflict(n, key, value);
+  } else if (needed) {
+    out.push({ key, value: bytes });
+  }
+}
+
+function addNumber(n: Normalized, have: Set<string> | undefined, out: PaxRecord[], key: string, value: number, needed: boolean): void {
+  if (have?.has(key)) {
+    if (lastPaxValue(n.pax, key)!.toString('latin1') !== String(value)) conflict(n, key, String(value));
+  } else if (needed) {
+    out.push({ key, value: Buffer.from(String(value), 'latin1') });
+  }
+}
+
+function addTime(n: Normalized, have: Set<string> | undefined, out: PaxRecord[], key: string, value: TarTime | undefined, needed: boolean): void {
+  if (value === undefined) return;
+  if (have?.has(key)) {
+    const t = parsePaxTime(lastPaxValue(n.pax, key)!.toString('latin1'));
+    if (!t || !tarTimeEquals(t, value)) conflict(n, key, formatPaxTime(value));
+  } else if (needed) {
+    out.push({ key, value: Buffer.from(formatPaxTime(value), 'latin1') });
+  }
+}
+
 function autoRecords(n: Normalized, nonAscii: boolean): PaxRecord[] {
-  const have = new Set(n.pax.map((r) => r.key));
+  const have = n.pax.length === 0 ? undefined : new Set(n.pax.map((r) => r.key));
   const out: PaxRecord[] = [];
-  const conflict = (key: string, value: string): never => {
-    throw invalidArgument(
-      `tar: entry "${n.nameStr}": PAX record ${key}=${JSON.stringify(lastPaxValue(n.pax, key)!.toString('utf8'))} disagrees with the header value ${JSON.stringify(value)}`,
-      { entry: n.nameStr, key },
-    );
-  };
-  const str = (key: string, value: string, bytes: Buffer, needed: boolean): void => {
-    if (have.has(key)) {
-      if (!lastPaxValue(n.pax, key)!.equals(bytes)) conflict(key, value);
-    } else if (needed || (nonAscii && !isAscii(value))) {
-      out.push({ key, value: bytes });
-    }
-  };
-  const num = (key: string, value: number, needed: boolean): void => {
-    if (have.has(key)) {
-      if (lastPaxValue(n.pax, key)!.toString('latin1') !== String(value)) conflict(key, String(value));
-    } else if (needed) {
-      out.push({ key, value: Buffer.from(String(value), 'latin1') });
-    }
-  };
-  const time = (key: string, value: TarTime | undefined, needed: boolean): void => {
-    if (value === undefined) return;
-    if (have.has(key)) {
-      const t = parsePaxTime(lastPaxValue(n.pax, key)!.toString('latin1'));
-      if (!t || !tarTimeEquals(t, value)) conflict(key, formatPaxTime(value));
-    } else if (needed) {
-      out.push({ key, value: Buffer.from(formatPaxTime(value), 'latin1') });
-    }
-  };
-  str('path', n.nameStr, n.name, splitUstarName(n.name) === undefined);
-  str('linkpath', n.linkStr, n.linkname, n.linkname.length > 100);
-  num('size', n.size, n.size > MAX_SIZE_OCTAL);
-  num('uid', n.uid, n.uid > MAX_ID_OCTAL);
-  num('gid', n.gid, n.gid > MAX_ID_OCTAL);
-  str('uname', n.unameStr, n.uname, n.uname.length > 32);
-  str('gname', n.gnameStr, n.gname, n.gname.length > 32);
-  time('mtime', n.mtime, n.mtime.nsec !== 0 || n.mtime.sec < 0n || n.mtime.sec > MAX_TIME_OCTAL);
-  time('atime', n.atime, true);
-  time('ctime', n.ctime, true);
+  const na = (s: string, bytes: Buffer): boolean => nonAscii && bytes.length !== s.length; // UTF-8 longer than UTF-16 ⇔ non-ASCII
+  addString(n, have, out, 'path', n.nameStr, n.name, splitUstarName(n.name) === undefined || na(n.nameStr, n.name));
+  addString(n, have, out, 'linkpath', n.linkStr, n.linkname, n.linkname.length > 100 || na(n.linkStr, n.linkname));
+  addNumber(n, have, out, 'size', n.size, n.size > MAX_SIZE_OCTAL);
+  addNumber(n, have, out, 'uid', n.uid, n.uid > MAX_ID_OCTAL);
+  addNumber(n, have, out, 'gid', n.gid, n.gid > MAX_ID_OCTAL);
+  addString(n, have, out, 'uname', n.unameStr, n.uname, n.uname.length > 32 || na(n.unameStr, n.uname));
+  addString(n, have, out, 'gname', n.gnameStr, n.gname, n.gname.length > 32 || na(n.gnameStr, n.gname));
+  addTime(n, have, out, 'mtime', n.mtime, n.mtime.nsec !== 0 || n.mtime.sec < 0n || n.mtime.sec > MAX_TIME_OCTAL);
+  addTime(n, have, out, 'atime', n.atime, true);
+  addTime(n, have, out, 'ctime', n.ctime, true);
   return out;
 }
 
-function ustarBlock(n: Normalized): Buffer {
-  const b = Buffer.alloc(BLOCK);
+/** Fills `b` (512 zero bytes) with the USTAR header of the entry. */
+function ustarBlock(n: Normalized, b: Buffer = Buffer.alloc(BLOCK)): Buffer {
   const split = splitUstarName(n.name);
   if (split) {
     putBytes(b, 'name', split.name);
@@ -228,9 +233,9 @@ function ustarBlock(n: Normalized): Buffer {
     putBytes(b, 'name', truncateUtf8(n.name, 100));
   }
   putOctal(b, 'mode', n.mode);
-  putNumeric(b, 'uid', BigInt(n.uid));
-  putNumeric(b, 'gid', BigInt(n.gid));
-  putNumeric(b, 'size', BigInt(n.size));
+  putNumeric(b, 'uid', n.uid);
+  putNumeric(b, 'gid', n.gid);
+  putNumeric(b, 'size', n.size);
   putNumeric(b, 'mtime', n.mtime.sec);
   b[156] = n.typeflag;
   putBytes(b, 'linkname', truncateUtf8(n.linkname, 100));
@@ -243,13 +248,12 @@ function ustarBlock(n: Normalized): Buffer {
 }
 
 /** A USTAR header for an 'x' or 'g' extended header of `size` bytes. */
-function metaBlock(name: Buffer, flag: number, size: number): Buffer {
-  const b = Buffer.alloc(BLOCK);
+function metaBlock(name: Buffer, flag: number, size: number, b: Buffer = Buffer.alloc(BLOCK)): Buffer {
   putBytes(b, 'name', truncateUtf8(name, 100));
   putOctal(b, 'mode', 0o644);
   putOctal(b, 'uid', 0);
   putOctal(b, 'gid', 0);
-  putNumeric(b, 'size', BigInt(size));
+  putNumeric(b, 'size', size);
   putOctal(b, 'mtime', 0);
   b[156] = flag;
   putOctal(b, 'devmajor', 0);
@@ -280,11 +284,15 @@ export function encodeTarHeader(header: TarHeaderInput, opts: Pick<TarWriteOptio
   const n = normalize(header);
   const records = autoRecords(n, opts.paxForNonAscii ?? false);
   const all = records.length === 0 ? n.pax : records.concat(n.pax);
-  const main = ustarBlock(n);
-  if (all.length === 0) return main;
+  if (all.length === 0) return ustarBlock(n);
   const data = encodePaxRecords(all);
-  const x = metaBlock(paxHeaderName(n.name), TYPE_PAX, data.length);
-  return Buffer.concat([x, data, ZERO.subarray(0, padding(data.length)), main]);
+  // One buffer: 'x' header block, its records, padding, the USTAR block.
+  const dataEnd = BLOCK + data.length + padding(data.length);
+  const out = Buffer.alloc(dataEnd + BLOCK);
+  metaBlock(paxHeaderName(n.name), TYPE_PAX, data.length, out.subarray(0, BLOCK));
+  data.copy(out, BLOCK);
+  ustarBlock(n, out.subarray(dataEnd));
+  return out;
 }
 
 /** Encodes a 'g' (global) extended header with the given records. */
@@ -306,6 +314,8 @@ export class TarWriter implements AsyncIterable<Buffer> {
   private busy = false;
   private finished = false;
   private written = 0;
+  private stage = Buffer.allocUnsafe(STAGE_SIZE);
+  private staged = 0;
 
   constructor(options: TarWriteOptions = {}) {
     this.queue = new ChunkQueue(options.highWaterMark ?? 1 << 20);
@@ -326,10 +336,40 @@ export class TarWriter implements AsyncIterable<Buffer> {
     return this.queue[Symbol.asyncIterator]();
   }
 
+  /**
+   * Emits bytes. Small pieces (headers, padding, small bodies) are staged and emitted in
+   * blocks of up to 64 KiB, which keeps the consumer's write calls few; larger pieces pass
+   * through as they are (after the staged bytes).
+   */
   private async push(b: Buffer): Promise<void> {
     if (b.length === 0) return;
     this.written += b.length;
+    if (b.length < COALESCE_BELOW) {
+      if (this.staged + b.length > STAGE_SIZE) await this.flushStage();
+      b.copy(this.stage, this.staged);
+      this.staged += b.length;
+      return;
+    }
+    await this.flushStage();
     await this.queue.push(b);
+  }
+
+  private async flushStage(): Promise<void> {
+    if (this.staged === 0) return;
+    const out = this.stage.subarray(0, this.staged);
+    this.stage = Buffer.allocUnsafe(STAGE_SIZE);
+    this.staged = 0;
+    await this.queue.push(out);
+  }
+
+  /** Hands every byte written so far to the consumer (writes stage small pieces). */
+  async flush(): Promise<void> {
+    this.begin();
+    try {
+      await this.flushStage();
+    } finally {
+      this.busy = false;
+    }
   }
 
   private begin(): void {
@@ -366,13 +406,9 @@ export class TarWriter implements AsyncIterable<Buffer> {
         if (buf.length !== size) {
           throw invalidArgument(`tar: entry "${name}": body is ${buf.length} bytes, header size is ${size}`, { entry: name });
         }
-        const pad = ZERO.subarray(0, padding(size));
-        if (size <= SMALL_BODY) await this.push(Buffer.concat([head, buf, pad]));
-        else {
-          await this.push(head);
-          await this.push(buf);
-          await this.push(pad);
-        }
+        await this.push(head);
+        await this.push(buf);
+        await this.push(ZERO.subarray(0, padding(size)));
         return;
       }
       await this.push(head);
@@ -410,6 +446,7 @@ export class TarWriter implements AsyncIterable<Buffer> {
     this.begin();
     try {
       await this.push(ZERO);
+      await this.flushStage();
       this.finished = true;
       this.queue.end();
     } finally {
