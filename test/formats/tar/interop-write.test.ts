@@ -159,7 +159,8 @@ test('GNU tar lists the names, times and xattr records, and extracts the data', 
 
   const dest = join(tmp.path, 'gnu-x');
   mkdirSync(dest);
-  gnuTar(['-xf', archive, '-C', dest, '--exclude=dev/*', '--exclude=Files/fifo']);
+  gnuTar(['--xattrs', '--xattrs-include=*', '-xf', archive, '-C', dest, '--exclude=dev/*', '--exclude=Files/fifo']);
+  assert.equal(getxattr(join(dest, 'Files/a.txt'), 'user.bin'), BIN.toString('hex'), 'GNU tar applied the binary SCHILY.xattr record');
   assert.ok(readFileSync(join(dest, LONG_UNICODE)).equals(BIG));
   assert.ok(readFileSync(join(dest, 'Files/huge.bin')).equals(HUGE));
   assert.equal(readFileSync(join(dest, SPLITTABLE), 'utf8'), 'abc');
@@ -170,6 +171,13 @@ test('GNU tar lists the names, times and xattr records, and extracts the data', 
   assert.equal(lstatSync(join(dest, 'Files/old'), { bigint: true }).mtimeNs, -1000250000000n, 'mtime -1000.25 s');
   assert.equal(lstatSync(join(dest, 'Files/a.txt'), { bigint: true }).mtimeNs, 1700000000123456789n);
 });
+
+/** An extended attribute of a file, as hex (read with Python's os.getxattr). */
+function getxattr(path: string, name: string): string {
+  const r = runTool('python3', ['-c', 'import os, sys; print(os.getxattr(sys.argv[1], sys.argv[2]).hex())', path, name]);
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout.toString().trim();
+}
 
 /** Decodes the octal escapes mtree uses in names. */
 function unvis(s: string): string {
@@ -212,8 +220,9 @@ test('bsdtar reads names, nanosecond times, ids, links and data (mtree listing),
   });
   const dest = join(tmp.path, 'bsd-x');
   mkdirSync(dest);
-  const x = runTool('bsdtar', ['-xf', archive, '-C', dest, '--exclude', 'dev/*', '--exclude', 'Files/fifo']);
+  const x = runTool('bsdtar', ['--xattrs', '-xf', archive, '-C', dest, '--exclude', 'dev/*', '--exclude', 'Files/fifo']);
   assert.equal(x.status, 0, x.stderr);
+  assert.equal(getxattr(join(dest, 'Files/a.txt'), 'user.bin'), BIN.toString('hex'), 'bsdtar applied the binary SCHILY.xattr record');
   assert.ok(readFileSync(join(dest, LONG_UNICODE)).equals(BIG));
   assert.equal(readlinkSync(join(dest, 'Files/longlink')), LONG_LINK);
   assert.equal(lstatSync(join(dest, 'Files/hard')).ino, lstatSync(join(dest, 'Files/a.txt')).ino);
