@@ -322,9 +322,10 @@ export class TarReader implements AsyncIterable<TarEntry> {
       const v = lookup(local, g, key);
       if (v === undefined) return fallback;
       const s = v.toString('latin1');
-      if (!/^[0-9]{1,16}$/.test(s) || Number(s) > max) {
-        this.fail(`entry "${entry}" at offset ${at}: PAX ${key} value ${JSON.stringify(s)} is not a valid number`, at, entry);
+      if (!/^[0-9]{1,16}$/.test(s)) {
+        this.fail(`entry "${entry}" at offset ${at}: PAX ${key} value ${JSON.stringify(s.slice(0, 40))} is not a valid number`, at, entry);
       }
+      if (Number(s) > max) this.fail(`entry "${entry}" at offset ${at}: PAX ${key} value ${s} is too large (limit ${max})`, at, entry);
       return Number(s);
     };
     const time = (key: string): TarTime | undefined => {

@@ -175,6 +175,7 @@ test('bad PAX values for size, uid, mtime', async () => {
   await rejects(Buffer.concat([pax('10 uid=-1\n'), file('u', ''), END]), /PAX uid value "-1"/, { offset: 1024, entry: 'u' });
   await rejects(Buffer.concat([pax('15 mtime=1.2.3\n'), file('m', ''), END]), /PAX mtime value "1\.2\.3" is not a valid time/, { offset: 1024, entry: 'm' });
   await rejects(Buffer.concat([pax('29 size=99999999999999999999\n'), file('s', ''), END]), /PAX size value/, { offset: 1024, entry: 's' });
+  await rejects(Buffer.concat([pax('25 size=9999999999999999\n'), file('t', ''), END]), /PAX size value 9999999999999999 is too large/, { offset: 1024, entry: 't' });
 });
 
 test('truncated header, truncated body, missing padding, missing end marker', async () => {
