@@ -1,0 +1,150 @@
+/**
+ * Streaming behaviour: the reader pulls the source lazily and hands out views of its chunks
+ * (no copies, nothing buffered ahead), skips unread bodies, reports trailing bytes; the
+ * writer waits when its output is not read (backpressure) and streams bodies as given.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
+import { TarReader, TarWriter, readTar, encodeTarHeader } from '../../../src/formats/tar/index.js';
+import { collect } from './helpers.js';
+
+const MiB = 1 << 20;
+
+/** A hand-made USTAR header (independent of the writer) for a regular file of `size` bytes. */
+function ustar(name: string, size: number): Buffer {
+  const b = Buffer.alloc(512);
+  b.write(name, 0, 'utf8');
+  b.write('0000644\0', 100);
+  b.write('0000000\0', 108);
+  b.write('0000000\0', 116);
+  b.write(size.toString(8).padStart(11, '0') + '\0', 124);
+  b.write('00000000000\0', 136);
+  b.write('0', 156);
+  b.write('ustar\x0000', 257, 'latin1');
+  b.fill(0x20, 148, 156);
+  let sum = 0;
+  for (const x of b) sum += x;
+  b.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1');
+  return b;
+}
+
+test('reader: lazy pulls, zero-copy bodies, unread bodies skipped, bounded lookahead', async () => {
+  const bodySize = 64 * MiB + 100;
+  const pulled: Buffer[] = [];
+  let consumed = 0;
+  async function* source(): AsyncGenerator<Buffer> {
+    const emit = (b: Buffer): Buffer => {
+      pulled.push(b);
+      return b;
+    };
+    yield emit(ustar('big', bodySize));
+    let left = bodySize;
+    while (left > 0) {
+      const n = Math.min(MiB, left);
+      // Every chunk is a fresh buffer: a reader that kept them would grow without bound.
+      yield emit(Buffer.alloc(n, 1));
+      left -= n;
+    }
+    yield emit(Buffer.concat([Buffer.alloc(512 - (bodySize % 512)), ustar('second', 3), Buffer.from('abc'), Buffer.alloc(509)]));
+    yield emit(Buffer.alloc(1024));
+    yield emit(Buffer.alloc(8192)); // trailing record padding
+  }
+  const reader = new TarReader(source());
+  const first = await reader.next();
+  assert.equal(first?.header.name, 'big');
+  assert.equal(pulled.length, 1, 'only the header chunk was pulled when the entry is returned');
+  let seen = 0;
+  for await (const c of first!.body) {
+    // A view of the chunk the source gave, and never more than one chunk ahead.
+    assert.equal(c.buffer, pulled[pulled.length - 1]!.buffer, 'body chunk is a view of the source chunk');
+    seen += c.length;
+    consumed++;
+    assert.ok(pulled.length <= consumed + 1);
+    if (seen > 10 * MiB) break; // leave the rest unread
+  }
+  const second = await reader.next();
+  assert.equal(second?.header.name, 'second');
+  assert.equal((await second!.readAll()).toString(), 'abc');
+  assert.equal(await reader.next(), undefined);
+  assert.deepEqual(reader.end, { endOffset: 512 + bodySize + (512 - (bodySize % 512)) + 1024 + 1024, entries: 2, loneZeroBlock: false });
+  assert.deepEqual(await reader.drain(), { bytes: 8192, allZero: true });
+});
+
+test('reader over a Node Readable; close() releases it', async () => {
+  const w = new TarWriter();
+  const bytes = collect(w);
+  for (let i = 0; i < 20; i++) await w.writeEntry({ name: `f${i}`, size: 1000 }, Buffer.alloc(1000, i));
+  await w.finish();
+  const stream = Readable.from([await bytes], { objectMode: false });
+  const reader = new TarReader(stream);
+  const e = await reader.next();
+  assert.equal(e?.header.name, 'f0');
+  await reader.close();
+  assert.ok(stream.destroyed);
+});
+
+test('writer: backpressure stops pulling the body while nobody reads', async () => {
+  const w = new TarWriter({ highWaterMark: 64 * 1024 });
+  let pulls = 0;
+  async function* body(): AsyncGenerator<Buffer> {
+    for (let i = 0; i < 160; i++) {
+      pulls++;
+      yield Buffer.alloc(64 * 1024, i);
+    }
+  }
+  let done = false;
+  const writing = w.writeEntry({ name: 'big', size: 160 * 64 * 1024 }, body()).then(() => {
+    done = true;
+  });
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(done, false, 'the write waits for a reader');
+  assert.ok(pulls <= 3, `body pulled only up to the high-water mark (pulled ${pulls})`);
+  const out = collect(w);
+  await writing;
+  await w.finish();
+  const buf = await out;
+  assert.equal(buf.length, 512 + 160 * 64 * 1024 + 1024);
+  const entries = [];
+  for await (const e of readTar([buf])) entries.push({ name: e.header.name, data: await e.readAll(20 * MiB) });
+  assert.equal(entries[0]!.data.length, 160 * 64 * 1024);
+  assert.equal(entries[0]!.data[64 * 1024 * 7], 7);
+});
+
+test('writer: large Buffer bodies are passed through, not copied', async () => {
+  const w = new TarWriter();
+  const chunks: Buffer[] = [];
+  const reading = (async () => {
+    for await (const c of w) chunks.push(c as Buffer);
+  })();
+  const body = Buffer.alloc(MiB, 3);
+  await w.writeEntry({ name: 'x', size: body.length }, body);
+  await w.finish();
+  await reading;
+  assert.ok(chunks.some((c) => c === body), 'the body buffer itself is emitted');
+  assert.ok(encodeTarHeader({ name: 'x', size: body.length }).equals(chunks[0]!));
+});
+
+test('copying a tar entry by entry (read → write) reproduces it', async () => {
+  const w = new TarWriter();
+  const src = collect(w);
+  await w.writeGlobalHeader([{ key: 'comment', value: Buffer.from('g') }]);
+  for (let i = 0; i < 5; i++) {
+    await w.writeEntry({ name: `d/${'n'.repeat(i * 60)}${i}`, size: i * 700, mtime: { sec: BigInt(i), nsec: i * 3 } }, Buffer.alloc(i * 700, i));
+  }
+  await w.finish();
+  const original = await src;
+  const copy = new TarWriter();
+  const out = collect(copy);
+  const reader = new TarReader([original]);
+  let globalsWritten = false;
+  for await (const e of reader) {
+    if (!globalsWritten) {
+      await copy.writeGlobalHeader(e.header.globalPax);
+      globalsWritten = true;
+    }
+    await copy.writeEntry(e.header, e.body);
+  }
+  await copy.finish();
+  assert.ok((await out).equals(original));
+});
