@@ -46,6 +46,12 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.d
   address = ${JSON.stringify(socket)}
 [ttrpc]
   address = ${JSON.stringify(`${socket}.ttrpc`)}
+[plugins."io.containerd.gc.v1.scheduler"]
+  # collect right after each removal, so removed proxy snapshots reach the backend promptly
+  deletion_threshold = 1
+  pause_threshold = 0.5
+  schedule_delay = "0s"
+  startup_delay = "0s"
 [proxy_plugins]
 ${proxies}`;
   writeFileSync(join(dir, 'config.toml'), config);
