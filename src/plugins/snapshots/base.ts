@@ -10,7 +10,7 @@
  * back when its row still exists (the removing transaction never committed) and deletes
  * every directory no row references.
  */
-import { mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isWinsnapError } from '../../services/errdefs.js';
@@ -38,6 +38,9 @@ export function crashWindow(): void {
   if (pauseArray) Atomics.wait(pauseArray, 0, 0, CRASH_WINDOW_MS);
 }
 const REMOVED_PREFIX = 'rm-';
+const STAGING_PREFIX = 'new-';
+/** A staging directory younger than this may be in use by another process: cleanup keeps it. */
+const STAGING_GRACE_MS = 60 * 60 * 1000;
 
 export abstract class BaseSnapshotter implements Snapshotter {
   readonly ms: MetaStore;
@@ -57,6 +60,16 @@ export abstract class BaseSnapshotter implements Snapshotter {
   /** Names of entries under `<root>/snapshots` that are not snapshot directories. */
   protected reservedNames(): ReadonlySet<string> {
     return new Set();
+  }
+
+  /** A fresh staging directory under `snapshots/` (`new-…`), for work done before a transaction. */
+  protected stagingDir(): string {
+    return mkdtempSync(join(this.root, SNAPSHOTS_DIR, STAGING_PREFIX));
+  }
+
+  /** Moves everything in a staging directory into a snapshot directory (inside a transaction). */
+  protected adoptStaging(staging: string, dir: string): void {
+    for (const name of readdirSync(staging)) renameSync(join(staging, name), join(dir, name));
   }
 
   getSnapshotDir(id: string): string {
@@ -208,6 +221,15 @@ export abstract class BaseSnapshotter implements Snapshotter {
       const base = join(this.root, SNAPSHOTS_DIR);
       for (const name of readdirSync(base)) {
         if (reserved.has(name)) continue;
+        if (name.startsWith(STAGING_PREFIX)) {
+          let age = Infinity;
+          try {
+            age = Date.now() - statSync(join(base, name)).mtimeMs;
+          } catch {
+            continue;
+          }
+          if (age < STAGING_GRACE_MS) continue;
+        }
         if (name.startsWith(REMOVED_PREFIX)) {
           const id = name.slice(REMOVED_PREFIX.length);
           if (ids.has(id)) {

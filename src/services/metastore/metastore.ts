@@ -233,7 +233,11 @@ export class MetaTx {
     return { id: String(r.id), kind, parentIds: this.parentIds(r.parent_id) };
   }
 
-  createSnapshot(kind: Kind, key: string, parent: string, labels?: Record<string, string>): StoredSnapshot {
+  /**
+   * The checks createSnapshot makes, without creating anything; returns the parent chain the
+   * new snapshot would get (for work that must happen before the creating transaction).
+   */
+  checkCreate(kind: Kind, key: string, parent: string): string[] {
     if (kind !== 'active' && kind !== 'view') {
       throw invalidArgument(`snapshot type ${kind} invalid; only snapshots of type Active or View can be created`, { key });
     }
@@ -247,6 +251,12 @@ export class MetaTx {
       }
     }
     if (this.row(key)) throw alreadyExists(`snapshot ${key}`, { key });
+    return parentRow ? this.parentIds(parentRow.id) : [];
+  }
+
+  createSnapshot(kind: Kind, key: string, parent: string, labels?: Record<string, string>): StoredSnapshot {
+    this.checkCreate(kind, key, parent);
+    const parentRow = parent !== '' ? this.row(parent) : undefined;
     const t = nowNs();
     const res = this.s.insert.run(key, KIND_NUMBER[kind], parentRow?.id ?? null, t, t);
     const id = BigInt(res.lastInsertRowid);

@@ -14,12 +14,12 @@
  * - commit of a non-unpack snapshot converts it to a read-only layer first
  *   (ConvertToBaseLayer without parents, the scratch re-import with parents).
  *
- * Scratch disks and commit-time conversion are provided through `WindowsLayerHooks`
- * (VHDX and layer-store modules); without them those paths fail with NotImplemented.
+ * Scratch disks and commit-time conversion come from plugins/windows/processing.ts (VHDX
+ * and layer-directory modules).
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { alreadyExists, isWinsnapError, notImplemented } from '../../../services/errdefs.js';
+import { alreadyExists, failedPrecondition, isWinsnapError, notImplemented } from '../../../services/errdefs.js';
 import { LABEL_UVM_SCRATCH, requestedScratchSize, validateLabels } from '../../../services/labels.js';
 import type { StoredSnapshot } from '../../../services/metastore/metastore.js';
 import {
@@ -31,12 +31,13 @@ import {
 } from '../../../services/mount.js';
 import { isUnpackKey, type Kind, type SnapshotOptions } from '../../../services/snapshots.js';
 import { BaseSnapshotter, type BaseSnapshotterOptions } from '../base.js';
+import { DEFAULT_WINDOWS_LAYER_CONFIG, windowsLayerHooks, type WindowsLayerConfig } from '../../windows/processing.js';
 
 /** Size of the scratch a view gets: a view is a sandbox too small to write much into. */
 export const VIEW_SCRATCH_SIZE = 1024n * 1024n * 1024n;
 
 export interface ScratchRequest {
-  /** the new snapshot's directory */
+  /** the directory the scratch files go to (moved into the snapshot directory after) */
   dir: string;
   /** parent layer directories, immediate parent first, base last */
   parentLayerPaths: string[];
@@ -47,9 +48,9 @@ export interface ScratchRequest {
 /** The parts of the snapshotter that need the VHDX and layer-store modules. */
 export interface WindowsLayerHooks {
   /** copy `<base>/blank.vhdx` to `<dir>/sandbox.vhdx`, grown to sizeBytes when non-zero */
-  createScratch?(req: ScratchRequest): void;
+  createScratch?(req: ScratchRequest): Promise<void>;
   /** copy `<base>/UtilityVM/SystemTemplate.vhdx` to `<dir>/vm/sandbox.vhdx` */
-  createUvmScratch?(req: ScratchRequest): void;
+  createUvmScratch?(req: ScratchRequest): Promise<void>;
   /** ConvertToBaseLayer: turn `<dir>/Files` into a base layer */
   convertToBaseLayer?(dir: string): Promise<void>;
   /** re-import the writable snapshot as a read-only layer over its parents */
@@ -57,6 +58,9 @@ export interface WindowsLayerHooks {
 }
 
 export interface WindowsSnapshotterOptions extends BaseSnapshotterOptions {
+  /** scratch template sizes and NTFS formatting */
+  layerConfig?: WindowsLayerConfig;
+  /** replaces the VHDX/layer-store operations (tests of failure paths) */
   hooks?: WindowsLayerHooks;
 }
 
@@ -65,30 +69,61 @@ export class WindowsSnapshotter extends BaseSnapshotter {
 
   constructor(root: string, opts: WindowsSnapshotterOptions = {}) {
     super(root, opts);
-    this.hooks = opts.hooks ?? {};
+    this.hooks = opts.hooks ?? windowsLayerHooks(opts.layerConfig ?? DEFAULT_WINDOWS_LAYER_CONFIG);
   }
 
   protected async createSnapshot(kind: Kind, key: string, parent: string, opts: SnapshotOptions): Promise<Mount[]> {
-    const sn = this.createWith(kind, key, parent, opts, (sn, dir) => {
-      if (isUnpackKey(key)) return; // the differ writes a whole layer here: no scratch
-      if (sn.parentIds.length === 0) {
-        mkdirSync(join(dir, 'Files'), { mode: 0o700 });
-        return;
+    validateLabels(opts.labels);
+    // Scratch disks are made before the metadata transaction, in a staging directory that
+    // the transaction moves into place, so the transaction never waits on disk copies.
+    const parentIds = this.ms.read((tx) => {
+      try {
+        return tx.checkCreate(kind, key, parent);
+      } catch (e) {
+        throw isWinsnapError(e) ? e.wrap('failed to create snapshot') : e;
       }
-      const sizeBytes = kind === 'active' ? requestedScratchSize(opts.labels) : VIEW_SCRATCH_SIZE;
-      const req: ScratchRequest = { dir, parentLayerPaths: this.parentIdsToPaths(sn.parentIds), sizeBytes };
-      if (opts.labels && LABEL_UVM_SCRATCH in opts.labels) {
-        if (!this.hooks.createUvmScratch) {
-          throw notImplemented(`failed to make UVM's scratch layer for ${key}: UtilityVM scratch disks need the VHDX module`, { key });
-        }
-        this.hooks.createUvmScratch(req);
-      }
-      if (!this.hooks.createScratch) {
-        throw notImplemented(`failed to create scratch layer for ${key}: sandbox.vhdx creation needs the VHDX module`, { key });
-      }
-      this.hooks.createScratch(req);
     });
-    return this.mountsFor(sn, key);
+    const needsScratch = !isUnpackKey(key) && parentIds.length > 0;
+    let staging: string | undefined;
+    try {
+      if (needsScratch) {
+        const sizeBytes = kind === 'active' ? requestedScratchSize(opts.labels) : VIEW_SCRATCH_SIZE;
+        staging = this.stagingDir();
+        const req: ScratchRequest = { dir: staging, parentLayerPaths: this.parentIdsToPaths(parentIds), sizeBytes };
+        if (opts.labels && LABEL_UVM_SCRATCH in opts.labels) {
+          if (!this.hooks.createUvmScratch) {
+            throw notImplemented(`failed to make UVM's scratch layer for ${key}: UtilityVM scratch disks need the VHDX module`, { key });
+          }
+          try {
+            await this.hooks.createUvmScratch(req);
+          } catch (e) {
+            throw isWinsnapError(e) ? e.wrap("failed to make UVM's scratch layer") : e;
+          }
+        }
+        if (!this.hooks.createScratch) {
+          throw notImplemented(`failed to create scratch layer for ${key}: sandbox.vhdx creation needs the VHDX module`, { key });
+        }
+        try {
+          await this.hooks.createScratch(req);
+        } catch (e) {
+          throw isWinsnapError(e) ? e.wrap('failed to create scratch layer') : e;
+        }
+      }
+      const sn = this.createWith(kind, key, parent, opts, (sn, dir) => {
+        if (isUnpackKey(key)) return; // the differ writes a whole layer here: no scratch
+        if (sn.parentIds.length === 0) {
+          mkdirSync(join(dir, 'Files'), { mode: 0o700 });
+          return;
+        }
+        if (sn.parentIds.join('/') !== parentIds.join('/')) {
+          throw failedPrecondition(`parent ${parent} changed while ${key} was being prepared; retry`, { key, parent });
+        }
+        this.adoptStaging(staging!, dir);
+      });
+      return this.mountsFor(sn, key);
+    } finally {
+      if (staging) rmSync(staging, { recursive: true, force: true });
+    }
   }
 
   protected mountsFor(sn: StoredSnapshot, key: string): Mount[] {
