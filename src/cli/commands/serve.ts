@@ -7,8 +7,10 @@
 import { Command, Option } from 'commander';
 import { invalidArgument } from '../../services/errdefs.js';
 import { createLogger } from '../../services/log.js';
-import type { Snapshotter } from '../../services/snapshots.js';
-import { isSnapshotterName, openSnapshotter, SNAPSHOTTER_NAMES } from '../../plugins/snapshots/registry.js';
+import { isSnapshotterName, SNAPSHOTTER_NAMES } from '../../plugins/snapshots/registry.js';
+import { Runtime } from '../../plugins/runtime.js';
+import { diffServiceImpl } from '../../server/diff-service.js';
+import { DIFF_SERVICE } from '../../server/proto.js';
 import { WinsnapServer } from '../../server/server.js';
 import { MapRouter } from '../../server/snapshots-service.js';
 import { defaultAddress, defaultRoot } from '../defaults.js';
@@ -37,9 +39,14 @@ export function register(program: Command): void {
         }
         aliases.set(name, target);
       }
-      const snapshotters = new Map<string, Snapshotter>();
-      for (const name of SNAPSHOTTER_NAMES) snapshotters.set(name, openSnapshotter(name, opts.root, { logger: log }));
-      const server = new WinsnapServer({ router: new MapRouter(snapshotters, aliases), logger: log, socketMode });
+      const rt = new Runtime(opts.root, { logger: log });
+      const snapshotters = rt.allSnapshotters();
+      const server = new WinsnapServer({
+        router: new MapRouter(snapshotters, aliases),
+        services: [{ name: DIFF_SERVICE, impl: diffServiceImpl(rt.differ, log) }],
+        logger: log,
+        socketMode,
+      });
       const address = opts.address ?? defaultAddress(opts.root);
       await server.listen(address);
       await new Promise<void>((resolve) => {
@@ -55,7 +62,7 @@ export function register(program: Command): void {
         process.on('SIGTERM', onTerm);
       });
       await server.close();
-      for (const sn of snapshotters.values()) await sn.close();
+      await rt.close();
       log.info('stopped');
     });
 }

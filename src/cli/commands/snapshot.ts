@@ -6,7 +6,13 @@ import { Command, Option } from 'commander';
 import { formatTimestamp, KIND_NAMES, type Info, type Snapshotter } from '../../services/snapshots.js';
 import type { Mount } from '../../services/mount.js';
 import { isWinsnapError } from '../../services/errdefs.js';
-import { openSnapshotter } from '../../plugins/snapshots/registry.js';
+import { Runtime } from '../../plugins/runtime.js';
+import { DiffClient } from '../../server/diff-client.js';
+import type { Differ } from '../../plugins/diff/types.js';
+import { MT } from '../../services/compression/media-types.js';
+import { createWriteStream } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+import { randomBytes } from 'node:crypto';
 import { SnapshotsClient } from '../../server/snapshots-client.js';
 import { defaultRoot } from '../defaults.js';
 import { goJsonIndent, humanBytes, labelArgs, printJson, tabwrite } from '../format.js';
@@ -22,13 +28,21 @@ function globals(cmd: Command): GlobalOpts {
   return cmd.optsWithGlobals() as GlobalOpts;
 }
 
-async function withSnapshotter<T>(cmd: Command, fn: (sn: Snapshotter, g: GlobalOpts) => Promise<T>): Promise<T> {
+async function withSnapshotter<T>(cmd: Command, fn: (sn: Snapshotter, g: GlobalOpts, rt?: Runtime) => Promise<T>): Promise<T> {
   const g = globals(cmd);
-  const sn = g.address ? SnapshotsClient.connect(g.address, g.snapshotter) : openSnapshotter(g.snapshotter, g.root);
+  if (g.address) {
+    const sn = SnapshotsClient.connect(g.address, g.snapshotter);
+    try {
+      return await fn(sn, g);
+    } finally {
+      await sn.close();
+    }
+  }
+  const rt = new Runtime(g.root);
   try {
-    return await fn(sn, g);
+    return await fn(rt.snapshotter(g.snapshotter), g, rt);
   } finally {
-    await sn.close();
+    await rt.close();
   }
 }
 
@@ -239,6 +253,62 @@ export function register(program: Command): void {
         const mounts = await sn.mounts(key);
         if (g.json) printJson(mounts);
         else process.stdout.write(mountCommands(target, mounts));
+      });
+    });
+
+  snap
+    .command('diff')
+    .description("write the diff of two snapshots as a layer blob; the second defaults to the first's parent")
+    .argument('<a>', 'snapshot (upper)')
+    .argument('[b]', 'snapshot (lower); default: the parent of <a>')
+    .option('-o, --output <file>', 'write the blob here (default: stdout)')
+    .option('--media-type <type>', 'media type of the diff', MT.ociLayerGzip)
+    .option('--ref <ref>', 'content upload reference to use')
+    .option('--label <k=v>', 'label for the content (repeatable)', collect, [] as string[])
+    .action(async (a: string, b: string | undefined, opts: { output?: string; mediaType: string; ref?: string; label: string[] }, cmd: Command) => {
+      await withSnapshotter(cmd, async (sn, g, rt) => {
+        const epochEnv = process.env.SOURCE_DATE_EPOCH;
+        const sourceDateEpoch = epochEnv && /^\d+$/.test(epochEnv) ? new Date(Number(epochEnv) * 1000) : undefined;
+        const compareOpts = { mediaType: opts.mediaType, reference: opts.ref, labels: labelArgs(opts.label), sourceDateEpoch };
+        const temps: string[] = [];
+        const unique = () => randomBytes(6).toString('hex');
+        const mountsOf = async (key: string) => {
+          const info = await sn.stat(key);
+          if (info.kind === 'active') return sn.mounts(key);
+          const viewKey = `${key}-view-${unique()}`;
+          temps.push(viewKey);
+          return sn.view(viewKey, key);
+        };
+        try {
+          let lower;
+          let upper;
+          if (b) {
+            upper = await mountsOf(a);
+            lower = await mountsOf(b);
+          } else {
+            const info = await sn.stat(a);
+            const lowerKey = `${info.parent}-parent-view-${unique()}`;
+            temps.push(lowerKey);
+            lower = await sn.view(lowerKey, info.parent);
+            upper = await mountsOf(a);
+          }
+          let desc;
+          if (rt) {
+            desc = await (rt.differ as Differ).compare(lower, upper, compareOpts);
+            const out = opts.output ? createWriteStream(opts.output) : process.stdout;
+            await pipeline(await rt.content.read(desc.digest), out, { end: Boolean(opts.output) });
+          } else {
+            const client = new DiffClient(g.address!);
+            try {
+              desc = await client.diff(lower, upper, { mediaType: opts.mediaType, ref: opts.ref, labels: compareOpts.labels });
+            } finally {
+              client.close();
+            }
+          }
+          if (g.json || opts.output) process.stderr.write(`${JSON.stringify({ mediaType: desc.mediaType, digest: desc.digest, size: desc.size })}\n`);
+        } finally {
+          for (const k of temps.reverse()) await sn.remove(k).catch(() => undefined);
+        }
       });
     });
 

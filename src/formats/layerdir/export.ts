@@ -45,13 +45,22 @@ async function* readHostFile(path: string, size: number, entry: string): AsyncGe
   }
 }
 
+export interface ExportOptions {
+  /** where the index is, when not in the layer directory (see scan.ts indexDir) */
+  indexDir?: string;
+  /** rewrites each header before it is written (e.g. to clamp times) */
+  mapHeader?: (h: TarHeaderInput) => TarHeaderInput;
+}
+
 /** The entries of a committed layer, in tar order. */
-export async function* layerEntries(layerDir: string): AsyncGenerator<ExportedEntry> {
-  const ix = LayerIndex.open(layerDir);
+export async function* layerEntries(layerDir: string, opts: ExportOptions = {}): AsyncGenerator<ExportedEntry> {
+  const ix = LayerIndex.open(opts.indexDir ?? layerDir);
+  const map = opts.mapHeader ?? ((h: TarHeaderInput) => h);
   try {
     for (const e of ix.entries()) {
       const withData = (e.kind === EntryKind.File || e.kind === EntryKind.Ads) && e.header.size > 0;
-      yield withData ? { header: e.header, body: readHostFile(join(layerDir, e.host!), e.header.size, e.name) } : { header: e.header };
+      const header = map(e.header);
+      yield withData ? { header, body: readHostFile(join(layerDir, e.host!), e.header.size, e.name) } : { header };
     }
   } finally {
     ix.close();
@@ -59,11 +68,11 @@ export async function* layerEntries(layerDir: string): AsyncGenerator<ExportedEn
 }
 
 /** The layer as an (uncompressed) tar stream. */
-export function exportLayer(layerDir: string): Readable {
+export function exportLayer(layerDir: string, opts: ExportOptions = {}): Readable {
   const w = new TarWriter();
   (async () => {
     try {
-      for await (const e of layerEntries(layerDir)) await w.writeEntry(e.header, e.body);
+      for await (const e of layerEntries(layerDir, opts)) await w.writeEntry(e.header, e.body);
       await w.finish();
     } catch (err) {
       w.destroy(err as Error);

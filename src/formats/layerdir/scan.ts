@@ -27,6 +27,11 @@ import { inFilesTree, parseLayerName, whiteoutTarget, LAYER_ROOTS } from './name
 export interface ScanOptions {
   /** parent layer directories, immediate parent first (empty: a base layer) */
   parents?: readonly string[];
+  /**
+   * Write the index here instead of into the layer directory, and leave the tree untouched
+   * (whiteout markers stay): a read-only look at a writable tree, for exporting it.
+   */
+  indexDir?: string;
 }
 
 const nsToFiletime = (ns: bigint): bigint => ns / 100n + FILETIME_UNIX_EPOCH;
@@ -44,8 +49,9 @@ function times(st: BigIntStats): Pick<WindowsEntry, 'creationTime' | 'lastAccess
 /** Indexes the host trees of `layerDir` as a layer; returns the number of entries. */
 export function indexHostTree(layerDir: string, opts: ScanOptions = {}): number {
   const base = (opts.parents ?? []).length === 0;
-  if (LayerIndex.exists(layerDir)) throw invalidArgument(`${layerDir} is already a layer`, { path: layerDir });
-  const index = new IndexWriter(layerDir, { base: base ? '1' : '0', converted: '1' });
+  const indexDir = opts.indexDir ?? layerDir;
+  if (LayerIndex.exists(indexDir)) throw invalidArgument(`${indexDir} already holds a layer index`, { path: indexDir });
+  const index = new IndexWriter(indexDir, { base: base ? '1' : '0', converted: '1' });
   const inodes = new Map<string, string>();
   const markers: string[] = [];
 
@@ -142,7 +148,7 @@ export function indexHostTree(layerDir: string, opts: ScanOptions = {}): number 
     }
     const n = index.count;
     index.commit();
-    for (const m of markers) rmSync(m, { force: true });
+    if (!opts.indexDir) for (const m of markers) rmSync(m, { force: true });
     return n;
   } catch (e) {
     index.abort();

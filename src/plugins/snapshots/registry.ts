@@ -7,6 +7,7 @@ import { invalidArgument } from '../../services/errdefs.js';
 import type { Logger } from '../../services/log.js';
 import type { Snapshotter } from '../../services/snapshots.js';
 import { WindowsSnapshotter } from './windows/windows.js';
+import type { WindowsLayerConfig } from '../windows/processing.js';
 
 export const SNAPSHOTTER_NAMES = ['windows'] as const;
 export type SnapshotterName = (typeof SNAPSHOTTER_NAMES)[number];
@@ -19,10 +20,15 @@ export function isSnapshotterName(name: string): name is SnapshotterName {
   return (SNAPSHOTTER_NAMES as readonly string[]).includes(name);
 }
 
-export function openSnapshotter(name: string, root: string, opts: { logger?: Logger } = {}): Snapshotter {
+export interface OpenSnapshotterOptions {
+  logger?: Logger;
+  windowsLayer?: WindowsLayerConfig;
+}
+
+export function openSnapshotter(name: string, root: string, opts: OpenSnapshotterOptions = {}): Snapshotter {
   switch (name) {
     case 'windows':
-      return new WindowsSnapshotter(snapshotterRoot(root, name), { logger: opts.logger });
+      return new WindowsSnapshotter(snapshotterRoot(root, name), { logger: opts.logger, layerConfig: opts.windowsLayer });
     default:
       throw invalidArgument(`unknown snapshotter "${name}" (available: ${SNAPSHOTTER_NAMES.join(', ')})`, { snapshotter: name });
   }

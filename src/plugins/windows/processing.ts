@@ -77,7 +77,11 @@ async function makeTemplate(path: string, size: number, label: string, seed: str
     const fd = openSync(raw, 'w');
     ftruncateSync(fd, size);
     closeSync(fd);
-    const r = spawnSync(mkntfs, ['-F', '-Q', '-q', '-L', label, raw], { encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' } });
+    // -T: zero times and a fixed seed, so the same size gives the same bytes (no random serial)
+    const r = spawnSync(mkntfs, ['-F', '-Q', '-q', '-T', '-s', '512', '-p', '0', '-H', '0', '-S', '0', '-L', label, raw], {
+      encoding: 'utf8',
+      env: { ...process.env, LC_ALL: 'C' },
+    });
     if (r.status !== 0) throw failedPrecondition(`mkntfs failed for ${path}: ${r.stderr || r.stdout}`, { path });
     await rawToVhdx(raw, path, { overwrite: true, idSeed: seed });
   } finally {
