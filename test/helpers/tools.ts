@@ -15,6 +15,8 @@ const PACKAGE_OF: Record<string, string> = {
   e2fsck: 'e2fsprogs',
   debugfs: 'e2fsprogs',
   'mkfs.ext4': 'e2fsprogs',
+  dumpe2fs: 'e2fsprogs',
+  mkntfs: 'ntfs-3g',
   'qemu-img': 'qemu-utils',
   'qemu-io': 'qemu-utils',
   veritysetup: 'cryptsetup-bin',

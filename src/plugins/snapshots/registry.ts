@@ -7,9 +7,10 @@ import { invalidArgument } from '../../services/errdefs.js';
 import type { Logger } from '../../services/log.js';
 import type { Snapshotter } from '../../services/snapshots.js';
 import { WindowsSnapshotter } from './windows/windows.js';
+import { LcowSnapshotter } from './lcow/lcow.js';
 import type { WindowsLayerConfig } from '../windows/processing.js';
 
-export const SNAPSHOTTER_NAMES = ['windows'] as const;
+export const SNAPSHOTTER_NAMES = ['windows', 'lcow'] as const;
 export type SnapshotterName = (typeof SNAPSHOTTER_NAMES)[number];
 
 export function snapshotterRoot(root: string, name: string): string {
@@ -29,6 +30,8 @@ export function openSnapshotter(name: string, root: string, opts: OpenSnapshotte
   switch (name) {
     case 'windows':
       return new WindowsSnapshotter(snapshotterRoot(root, name), { logger: opts.logger, layerConfig: opts.windowsLayer });
+    case 'lcow':
+      return new LcowSnapshotter(snapshotterRoot(root, name), { logger: opts.logger });
     default:
       throw invalidArgument(`unknown snapshotter "${name}" (available: ${SNAPSHOTTER_NAMES.join(', ')})`, { snapshotter: name });
   }
