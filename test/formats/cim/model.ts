@@ -4,6 +4,8 @@
  */
 import { CimWriter } from '../../../src/formats/cim/writer.js';
 import { CimReader } from '../../../src/formats/cim/reader.js';
+import { encodeEaBuffer } from '../../../src/formats/wintar/ea.js';
+import { encodeReparsePoint } from '../../../src/formats/wintar/reparse.js';
 
 export interface ModelEntry {
   dir: boolean;
@@ -125,3 +127,48 @@ export function expectedDump(model: Map<string, ModelEntry>): Map<string, Omit<D
 export function stripIds(d: Map<string, Dumped & { path: string }>): Map<string, Omit<Dumped, 'fileId'> & { path: string }> {
   return new Map([...d].map(([k, { fileId: _f, ...rest }]) => [k, rest]));
 }
+
+const T = (n: number): [bigint, bigint, bigint, bigint] => [
+  132000000000000000n + BigInt(n),
+  132000000000000001n + BigInt(n),
+  132000000000000002n + BigInt(n),
+  0xfedcba9876543210n,
+];
+const SD_A = Buffer.from('0100048014000000300000000000000000000000010100000000000512000000010100000000000512000000', 'hex');
+const SD_B = Buffer.from('01000480140000002000000000000000000000000101000000000001000000000101000000000001000000', 'hex');
+
+/** A tree covering every record kind. */
+export function sampleModel(): Map<string, ModelEntry> {
+  const m = new Map<string, ModelEntry>();
+  const dir = (attrs = 0, n = 0, extra: Partial<ModelEntry> = {}): ModelEntry => ({ dir: true, attributes: attrs, times: T(n), ...extra });
+  const file = (data: Buffer, attrs = 0x20, n = 0, extra: Partial<ModelEntry> = {}): ModelEntry => ({ dir: false, attributes: attrs, times: T(n), data, ...extra });
+  m.set('Files', dir(0, 1, { sd: SD_A }));
+  m.set('Files\\Windows', dir(0x4 | 0x2, 2, { sd: SD_A }));
+  m.set('Files\\Windows\\empty.txt', file(Buffer.alloc(0), 0x20, 3, { sd: SD_A }));
+  m.set('Files\\Windows\\small.dll', file(Buffer.from('MZ small file data'), 0x1 | 0x20, 4, { sd: SD_B }));
+  const big = Buffer.alloc(3 * 4096 + 17);
+  for (let i = 0; i < big.length; i++) big[i] = (i * 31 + 7) & 0xff;
+  m.set('Files\\Windows\\big.bin', file(big, 0x20, 5, { sd: SD_A }));
+  m.set('Files\\Windows\\dup-of-big.bin', file(Buffer.from(big), 0x20, 6, { sd: SD_A }));
+  m.set('Files\\Windows\\ads.txt', file(Buffer.from('main'), 0x20, 7, { streams: { 'Zone.Identifier': Buffer.from('[ZoneTransfer]\r\nZoneId=3\r\n'), empty: Buffer.alloc(0), Big: big } }));
+  m.set('Files\\Windows\\ea.txt', file(Buffer.from('x'), 0x20, 8, { ea: encodeEaBuffer([{ name: 'LX.UID', value: Buffer.from([1, 0, 0, 0]), flags: 0 }, { name: 'SECOND', value: Buffer.from('v'), flags: 0x80 }]) }));
+  m.set('Files\\Windows\\ea2.txt', file(Buffer.from('y'), 0x20, 9, { ea: encodeEaBuffer([{ name: 'LX.UID', value: Buffer.from([1, 0, 0, 0]), flags: 0 }, { name: 'SECOND', value: Buffer.from('v'), flags: 0x80 }]) }));
+  m.set('Files\\link-to-small.dll', { dir: false, attributes: 0, times: T(0), linkTo: 'Files\\Windows\\small.dll' });
+  m.set('Files\\symlink', file(Buffer.alloc(0), 0x20, 10, { reparse: encodeReparsePoint({ target: 'Windows\\small.dll', isMountPoint: false }) }));
+  m.set('Files\\junction', dir(0, 11, { reparse: encodeReparsePoint({ target: 'C:\\Windows', isMountPoint: true }) }));
+  m.set('Files\\Ünïcödé 名前 🙂.txt', file(Buffer.from('unicode'), 0x20, 12));
+  m.set('Files\\ß', file(Buffer.from('eszett'), 0x20, 13));
+  m.set('Files\\sparse.vhd', file(Buffer.alloc(9000), 0x200 | 0x20, 14));
+  m.set('Files\\notsparse-zero', file(Buffer.alloc(100), 0x20, 15));
+  let p = 'Files';
+  for (let i = 0; i < 40; i++) {
+    p += `\\d${i}`;
+    m.set(p, dir(0, 100 + i));
+  }
+  m.set(`${p}\\${'n'.repeat(255)}`, file(Buffer.from('deep'), 0x20, 200));
+  m.set('Files\\Many', dir());
+  for (let i = 0; i < 1100; i++) m.set(`Files\\Many\\f${(i * 7919) % 1100}_${i % 3 === 0 ? 'A' : 'a'}`, file(Buffer.from(`c${i % 50}`), 0x20, i));
+  m.set('Hives', dir(0, 0));
+  return m;
+}
+
