@@ -8,9 +8,11 @@ import type { Logger } from '../../services/log.js';
 import type { Snapshotter } from '../../services/snapshots.js';
 import { WindowsSnapshotter } from './windows/windows.js';
 import { LcowSnapshotter } from './lcow/lcow.js';
+import { CimfsSnapshotter } from './cimfs/cimfs.js';
+import { BlockCimSnapshotter } from './blockcim/blockcim.js';
 import type { WindowsLayerConfig } from '../windows/processing.js';
 
-export const SNAPSHOTTER_NAMES = ['windows', 'lcow'] as const;
+export const SNAPSHOTTER_NAMES = ['windows', 'cimfs', 'blockcim', 'lcow'] as const;
 export type SnapshotterName = (typeof SNAPSHOTTER_NAMES)[number];
 
 export function snapshotterRoot(root: string, name: string): string {
@@ -30,6 +32,10 @@ export function openSnapshotter(name: string, root: string, opts: OpenSnapshotte
   switch (name) {
     case 'windows':
       return new WindowsSnapshotter(snapshotterRoot(root, name), { logger: opts.logger, layerConfig: opts.windowsLayer });
+    case 'cimfs':
+      return new CimfsSnapshotter(snapshotterRoot(root, name), { logger: opts.logger });
+    case 'blockcim':
+      return new BlockCimSnapshotter(snapshotterRoot(root, name), { logger: opts.logger });
     case 'lcow':
       return new LcowSnapshotter(snapshotterRoot(root, name), { logger: opts.logger });
     default:

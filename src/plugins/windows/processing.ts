@@ -65,10 +65,17 @@ function layerSeed(dir: string): string {
 }
 
 /** Makes a template disk: NTFS-formatted when possible, else an empty dynamic VHDX. */
-async function makeTemplate(path: string, size: number, label: string, seed: string, cfg: WindowsLayerConfig): Promise<void> {
+export async function makeTemplate(
+  path: string,
+  size: number,
+  label: string,
+  seed: string,
+  cfg: Pick<WindowsLayerConfig, 'formatNtfs'>,
+  blockSize?: number,
+): Promise<void> {
   const mkntfs = cfg.formatNtfs === 'auto' ? findMkntfs() : undefined;
   if (!mkntfs) {
-    await createDynamic(path, { size, overwrite: true, idSeed: seed });
+    await createDynamic(path, { size, overwrite: true, idSeed: seed, blockSize });
     return;
   }
   const tmp = mkdtempSync(`${path}.raw-`);
@@ -83,7 +90,7 @@ async function makeTemplate(path: string, size: number, label: string, seed: str
       env: { ...process.env, LC_ALL: 'C' },
     });
     if (r.status !== 0) throw failedPrecondition(`mkntfs failed for ${path}: ${r.stderr || r.stdout}`, { path });
-    await rawToVhdx(raw, path, { overwrite: true, idSeed: seed });
+    await rawToVhdx(raw, path, { overwrite: true, idSeed: seed, blockSize });
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
@@ -169,7 +176,7 @@ export async function createUvmScratch(req: ScratchRequest): Promise<void> {
   await copyDisk(template, join(req.dir, 'vm', 'sandbox.vhdx'));
 }
 
-async function growTo(path: string, size: bigint): Promise<void> {
+export async function growTo(path: string, size: bigint): Promise<void> {
   if (size === 0n) return;
   if (size > BigInt(Number.MAX_SAFE_INTEGER)) throw invalidArgument(`scratch size ${size} is too large`);
   const want = Number(((size + 511n) / 512n) * 512n); // a whole number of sectors
