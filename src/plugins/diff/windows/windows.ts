@@ -14,16 +14,12 @@
  * a given or unique reference (a given one is truncated first; a new one is aborted on
  * failure) with `containerd.io/uncompressed` set.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { Writable, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { invalidArgument, isAlreadyExists, isNotImplemented, notImplemented, toWinsnapError } from '../../../services/errdefs.js';
-import { LABEL_UNCOMPRESSED } from '../../../services/labels.js';
+import type { Readable } from 'node:stream';
+import { invalidArgument, isNotImplemented, notImplemented, toWinsnapError } from '../../../services/errdefs.js';
 import { MT } from '../../../services/compression/media-types.js';
-import { createParallelGzip } from '../../../services/compression/pgzip.js';
 import type { ContentStore, Descriptor } from '../../../services/content/store.js';
 import { isReadOnly, parentLayerPaths, MOUNT_TYPE_BIND, MOUNT_TYPE_WINDOWS_LAYER, type Mount } from '../../../services/mount.js';
 import { TarReader } from '../../../formats/tar/reader.js';
@@ -34,8 +30,9 @@ import { exportLayer } from '../../../formats/layerdir/export.js';
 import { LayerIndex } from '../../../formats/layerdir/index-db.js';
 import { indexHostTree } from '../../../formats/layerdir/scan.js';
 import { DEFAULT_WINDOWS_LAYER_CONFIG, processBaseLayer, type WindowsLayerConfig } from '../../windows/processing.js';
-import { VerifyingCounter, openLayerBlob } from '../blob.js';
+import { openLayerBlob } from '../blob.js';
 import type { ApplyStreamOptions, CompareOptions, Differ } from '../types.js';
+import { diffMediaType, writeDiff } from '../write-diff.js';
 
 /** The layer directory and its parents a Windows mount stands for ("" layer = diff against nothing). */
 export function mountsToLayerAndParents(mounts: Mount[]): { layer: string; parents: string[] } {
@@ -81,10 +78,7 @@ export function mountPairToLayerStack(lower: Mount[], upper: Mount[]): string[] 
   return [up.layer, ...up.parents];
 }
 
-/** A unique ingest reference, as containerd's uniqueRef. */
-export function uniqueRef(): string {
-  return `${Date.now() * 1e6}-${randomBytes(3).toString('base64url')}`;
-}
+export { uniqueRef } from '../write-diff.js';
 
 const TIME_KEYS = new Set(['mtime', 'atime', 'ctime', 'LIBARCHIVE.creationtime']);
 
@@ -140,54 +134,24 @@ export class WindowsDiffer implements Differ {
 
   async compare(lower: Mount[], upper: Mount[], opts: CompareOptions = {}): Promise<Descriptor> {
     const layers = mountPairToLayerStack(lower, upper);
-    const mediaType = opts.mediaType || MT.ociLayerGzip;
-    if (mediaType !== MT.ociLayer && mediaType !== MT.ociLayerGzip) {
-      throw notImplemented(`unsupported diff media type: ${mediaType}`, { mediaType });
-    }
-    const compressed = mediaType === MT.ociLayerGzip;
-    const newReference = !opts.reference;
-    const ref = opts.reference || uniqueRef();
-    const writer = await this.store.writer({ ref });
+    diffMediaType(opts);
+    const [upperDir, ...parents] = layers as [string, ...string[]];
     let scratchIndex: string | undefined;
     try {
-      if (!newReference) await writer.truncate(0);
-      const [upperDir, ...parents] = layers as [string, ...string[]];
       let indexDir: string | undefined;
-      if (!LayerIndex.exists(upperDir)) {
-        // an uncommitted writable snapshot: index a read-only look at it elsewhere
-        scratchIndex = mkdtempSync(join(tmpdir(), 'winsnap-diff-'));
-        indexHostTree(upperDir, { parents, indexDir: scratchIndex });
-        indexDir = scratchIndex;
-      }
       const epoch = opts.sourceDateEpoch;
-      const tar = exportLayer(upperDir, { indexDir, mapHeader: epoch ? (h) => clampHeaderTimes(h, epoch) : undefined });
-      const uncompressed = new VerifyingCounter('sha256');
-      const sink = new Writable({
-        highWaterMark: 1 << 20,
-        write(chunk: Buffer, _e, cb) {
-          writer.write(chunk).then(() => cb(), cb);
+      return await writeDiff(
+        this.store,
+        () => {
+          if (!LayerIndex.exists(upperDir)) {
+            scratchIndex = mkdtempSync(join(tmpdir(), 'winsnap-diff-'));
+            indexHostTree(upperDir, { parents, indexDir: scratchIndex });
+            indexDir = scratchIndex;
+          }
+          return exportLayer(upperDir, { indexDir, mapHeader: epoch ? (h) => clampHeaderTimes(h, epoch) : undefined });
         },
-      });
-      if (compressed) await pipeline(tar, uncompressed, createParallelGzip(), sink);
-      else await pipeline(tar, uncompressed, sink);
-      const labels = { ...(opts.labels ?? {}) };
-      if (compressed) labels[LABEL_UNCOMPRESSED] = uncompressed.digest();
-      let dgst: string;
-      try {
-        dgst = await writer.commit(0, '', labels);
-      } catch (e) {
-        if (!isAlreadyExists(e)) throw e;
-        dgst = writer.digest();
-      }
-      let info = await this.store.info(dgst);
-      if (compressed && info.labels[LABEL_UNCOMPRESSED] === undefined) {
-        info = await this.store.update({ digest: dgst, labels: { [LABEL_UNCOMPRESSED]: labels[LABEL_UNCOMPRESSED]! } }, [`labels.${LABEL_UNCOMPRESSED}`]);
-      }
-      return { mediaType, digest: info.digest, size: info.size };
-    } catch (e) {
-      await writer.close().catch(() => undefined);
-      if (newReference) await this.store.abort(ref).catch(() => undefined);
-      throw e;
+        opts,
+      );
     } finally {
       if (scratchIndex) rmSync(scratchIndex, { recursive: true, force: true });
     }
