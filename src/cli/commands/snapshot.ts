@@ -275,7 +275,8 @@ export function register(program: Command): void {
         const mountsOf = async (key: string) => {
           const info = await sn.stat(key);
           if (info.kind === 'active') return sn.mounts(key);
-          const viewKey = `${key}-view-${unique()}`;
+          // temporary views use unpack keys: no scratch disk is made for them (ctr's views get one)
+          const viewKey = `extract-winsnap-diff-view-${unique()}`;
           temps.push(viewKey);
           return sn.view(viewKey, key);
         };
@@ -287,7 +288,7 @@ export function register(program: Command): void {
             lower = await mountsOf(b);
           } else {
             const info = await sn.stat(a);
-            const lowerKey = `${info.parent}-parent-view-${unique()}`;
+            const lowerKey = `extract-winsnap-diff-parent-view-${unique()}`;
             temps.push(lowerKey);
             lower = await sn.view(lowerKey, info.parent);
             upper = await mountsOf(a);

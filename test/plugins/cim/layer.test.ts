@@ -221,3 +221,37 @@ describe('CIM layer writer: bad layers leave no image behind', () => {
     });
   }
 });
+
+describe('winsnap unpack --snapshotter cimfs, then snapshot diff of each layer', () => {
+  test('every layer becomes a forked CIM under its chain ID; `snapshot diff` exports each layer to its original entries', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const { fileURLToPath } = await import('node:url');
+    const { gunzipSync } = await import('node:zlib');
+    const { putLayer, writeLayout } = await import('../../helpers/oci.js');
+    const BIN = fileURLToPath(new URL('../../../bin/winsnap', import.meta.url));
+    const env = { ...process.env, WINSNAP_CIM_SCRATCH_TEMPLATE_SIZE: String(64 << 20), WINSNAP_FORMAT_NTFS: 'never' };
+    const run = (args: string[]) => spawnSync(BIN, args, { env, maxBuffer: 1 << 30 });
+    const dir = mkdtempSync(join(tmpdir(), 'winsnap-cimunpack-'));
+    try {
+      const layout = join(dir, 'layout');
+      const root = join(dir, 'root');
+      const tars = [await layerTar(L1), await layerTar(L2), await layerTar(L3)];
+      const layers = [await putLayer(layout, tars[0]!, 'gzip'), await putLayer(layout, tars[1]!, 'zstd'), await putLayer(layout, tars[2]!, 'none')];
+      await writeLayout(layout, [{ os: 'windows', architecture: 'amd64', layers }], 'example.com/cim:1');
+      const r = run(['unpack', `${layout}:example.com/cim:1`, '--root', root, '--snapshotter', 'cimfs', '--platform', 'windows/amd64', '--json']);
+      assert.equal(r.status, 0, r.stderr.toString());
+      const out = JSON.parse(r.stdout.toString()) as { layers: Array<{ chainId: string }> };
+      assert.equal(out.layers.length, 3);
+      const cims = readdirSync(join(root, 'snapshotters', 'cimfs', 'snapshots', 'cim-layers')).filter((n) => n.endsWith('.cim'));
+      assert.equal(cims.length, 3);
+      for (const [i, l] of out.layers.entries()) {
+        const args = ['snapshot', '--root', root, '--snapshotter', 'cimfs', 'diff', l.chainId];
+        const d = run(args);
+        assert.equal(d.status, 0, d.stderr.toString());
+        assert.deepEqual(await tarEntries(gunzipSync(d.stdout)), await tarEntries(tars[i]!), `layer ${i + 1}`);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
