@@ -120,8 +120,8 @@ test('forked CIMs three deep: adds, replacements and deletions on top of parents
     const dumps = [];
     for (const [i, m] of snapshots.entries()) dumps.push(await check(join(d.path, `l${i}.cim`), m));
     // l1: the new link and its target are one file; l2 replaced one name only.
-    assert.equal(dumps[1]!.get('FILES\\LINK-TO-NEW')!.fileId, dumps[1]!.get('FILES\\NEW-IN-L1.TXT')!.fileId);
-    assert.notEqual(dumps[2]!.get('FILES\\LINK-TO-NEW')!.fileId, dumps[2]!.get('FILES\\NEW-IN-L1.TXT')!.fileId);
+    assert.equal(dumps[1]!.get('Files\\link-to-new')!.fileId, dumps[1]!.get('Files\\new-in-l1.txt')!.fileId);
+    assert.notEqual(dumps[2]!.get('Files\\link-to-new')!.fileId, dumps[2]!.get('Files\\new-in-l1.txt')!.fileId);
 
     // Headers: each image lists all ancestors' region sets, oldest first.
     const img = (n: number): Buffer => readFileSync(join(d.path, `l${n}.cim`));
