@@ -25,12 +25,14 @@ import { rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../../services/errdefs.js';
 import { FILE_ATTRIBUTE } from '../wintar/constants.js';
+import { decodeEaBuffer } from '../wintar/ea.js';
 import {
   FILES_PER_TABLE,
   FILE_ID_SIZE,
   FILE_SIZE,
   FILE_TABLE_DIR_ENTRY_SIZE,
   FileFlag,
+  MAX_EA_NAME_LENGTH,
   MAX_FULL_EA_LENGTH,
   MAX_STREAM_LENGTH,
   OBJECTID_ENTRY_SIZE,
@@ -328,6 +330,13 @@ export class CimWriter {
     if (meta.extendedAttributes && meta.extendedAttributes.length > 0) {
       const ea = Buffer.from(meta.extendedAttributes);
       if (ea.length > MAX_FULL_EA_LENGTH) throw invalidArgument(`EA buffer of ${ea.length} bytes exceeds ${MAX_FULL_EA_LENGTH}`, { entry: path });
+      try {
+        for (const e of decodeEaBuffer(ea)) {
+          if (Buffer.byteLength(e.name) > MAX_EA_NAME_LENGTH) throw invalidArgument(`EA name ${JSON.stringify(e.name)} exceeds ${MAX_EA_NAME_LENGTH} bytes`);
+        }
+      } catch (e) {
+        throw invalidArgument(`${path}: invalid EA buffer: ${(e as Error).message}`, { entry: path }, e);
+      }
       ino.eaOffset = await this.putObject('ea', ea);
       ino.eaLength = ea.length;
     }

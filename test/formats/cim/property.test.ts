@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { rmSync, mkdirSync } from 'node:fs';
 import { CimWriter } from '../../../src/formats/cim/writer.js';
 import { CimReader } from '../../../src/formats/cim/reader.js';
+import { encodeEaBuffer } from '../../../src/formats/wintar/ea.js';
 import { tempDir } from '../../helpers/tools.js';
 import { dumpImage, expectedDump, stripIds, writeModel, type ModelEntry } from './model.js';
 
@@ -35,7 +36,7 @@ const nameArb = fc
   .filter((s) => s.length >= 1 && s.length <= 255 && s !== '.' && s !== '..');
 
 const SDS = [Buffer.from('010004800000000000000000000000001400000002000800000000000000', 'hex'), Buffer.from('01000480000000000000000000000000', 'hex')];
-const EAS = [Buffer.from('0000000000040100415f00010203', 'hex')];
+const EAS = [encodeEaBuffer([{ name: 'A_B', value: Buffer.from([1, 2, 3]), flags: 0 }]), encodeEaBuffer([{ name: 'X', value: Buffer.alloc(0), flags: 0x80 }, { name: 'Y', value: Buffer.from('yy'), flags: 0 }])];
 const RPS = [Buffer.from('0c0000a00c000000000000000000000000000000', 'hex'), Buffer.from('030000a0080000000000000000000000', 'hex')];
 
 const opArb = fc.record({
