@@ -91,7 +91,8 @@ interface Inode {
   reparseOffset: bigint;
   reparseTag: number;
   data: StreamRecord;
-  streams: Map<string, { name: string; stream: StreamRecord }>;
+  /** Alternate streams by folded name (created on first use). */
+  streams?: Map<string, { name: string; stream: StreamRecord }>;
   children?: Map<string, Link>;
   /** Assigned at commit. */
   id: number;
@@ -204,12 +205,12 @@ export class CimWriter {
         reparseOffset: rec.reparseOffset,
         reparseTag: rec.reparseTag,
         data: CimReader.isDir(rec) ? EMPTY_STREAM : rec.defaultStream,
-        streams: new Map(),
+        streams: undefined,
         children: CimReader.isDir(rec) ? new Map() : undefined,
         id: 0,
         parentId: 0,
       };
-      for (const s of await r.streamTable(rec)) ino.streams.set(foldWith(this.upcase, s.name), { name: s.name, stream: s.stream });
+      for (const s of await r.streamTable(rec)) (ino.streams ??= new Map()).set(foldWith(this.upcase, s.name), { name: s.name, stream: s.stream });
       // Seed content dedup with the parent's SDs (most files share a handful).
       if (rec.sdOffset !== 0n && !seenSd.has(rec.sdOffset)) {
         seenSd.add(rec.sdOffset);
@@ -367,7 +368,11 @@ export class CimWriter {
     const b = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     s.hash.update(b);
     if (s.sparseWanted && s.allZero && !isZero(b)) s.allZero = false;
-    await s.region.write(Buffer.from(b));
+    // Copy (the caller may reuse its buffer) outside Buffer's shared pool, so pending data
+    // never pins pool slabs that also hold long-lived small objects.
+    const copy = Buffer.allocUnsafeSlow(b.length);
+    b.copy(copy);
+    await s.region.write(copy);
     s.written += BigInt(b.length);
   }
 
@@ -388,20 +393,20 @@ export class CimWriter {
       rec = { dataOffset: 0n, length: s.size, type: StreamType.Data, sparse: true };
     } else {
       const digest = s.hash.digest();
-      const key = `data:${s.size}:${digest.toString('hex')}`;
+      const key = `d${s.size}:${digest.toString('base64')}`;
       const hit = this.dedup.get(key);
       if (hit !== undefined) {
         await s.region.truncateTo(s.start);
         rec = { dataOffset: hit, length: s.size, type: StreamType.Data, sparse: false };
       } else {
         const off = regionOffset(this.globalIndex(s.region.localIndex), s.start);
-        s.region.objectIds.push({ length: s.size, digest: digest.subarray(0, 24), offset: s.start });
+        s.region.objectIds.push({ length: s.size, digest: Buffer.from(digest.subarray(0, 24)), offset: s.start });
         this.dedup.set(key, off);
         rec = { dataOffset: off, length: s.size, type: StreamType.Data, sparse: false };
       }
     }
     const t = s.target;
-    if (t.streamKey !== undefined) t.inode.streams.set(t.streamKey, { name: t.streamName!, stream: rec });
+    if (t.streamKey !== undefined) (t.inode.streams ??= new Map()).set(t.streamKey, { name: t.streamName!, stream: rec });
     else t.inode.data = rec;
   }
 
@@ -505,7 +510,7 @@ export class CimWriter {
             dirStreams.set(ino, { dataOffset: regionOffset(mdIndex, at), length: BigInt(tbl.length), type: StreamType.LinkTable, sparse: false });
           }
         }
-        if (ino.streams.size > 0) {
+        if (ino.streams && ino.streams.size > 0) {
           const entries = [...ino.streams.entries()]
             .sort((a, b) => compareFolded(a[0], b[0]))
             .map(([, s]) => {
@@ -621,7 +626,7 @@ function newInode(dir: boolean): Inode {
     reparseOffset: 0n,
     reparseTag: 0,
     data: EMPTY_STREAM,
-    streams: new Map(),
+    streams: undefined,
     children: dir ? new Map() : undefined,
     id: 0,
     parentId: 0,
@@ -633,7 +638,7 @@ function sortedLinks(children: Map<string, Link>): Link[] {
 }
 
 function dedupKey(kind: string, data: Buffer): string {
-  return `${kind}:${data.length}:${createHash('sha256').update(data).digest('hex')}`;
+  return `${kind}${data.length}:${createHash('sha256').update(data).digest('base64')}`;
 }
 
 function u16Counted(b: Buffer): Buffer {
