@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CimWriter } from '../../../src/formats/cim/writer.js';
-import { CimReader } from '../../../src/formats/cim/reader.js';
+import { CimReader, cimImageFiles } from '../../../src/formats/cim/reader.js';
 import { tempDir } from '../../helpers/tools.js';
 import { dumpImage, expectedDump, sampleModel, stripIds, writeModel, type ModelEntry } from './model.js';
 
@@ -136,6 +136,10 @@ test('forked CIMs three deep: adds, replacements and deletions on top of parents
       const d4 = b.subarray(40, 48).toString('hex');
       return `${h(b.readUInt32LE(32), 8)}-${h(b.readUInt16LE(36), 4)}-${h(b.readUInt16LE(38), 4)}-${d4.slice(0, 4)}-${d4.slice(4)}`;
     };
+    // Each image's own files: the .cim, its 3 region and 3 object-ID files (not the parents').
+    const own = await cimImageFiles(join(d.path, 'l2.cim'));
+    assert.equal(own.length, 7);
+    assert.ok(own.every((p) => p.endsWith('l2.cim') || p.includes(guid(2))));
     assert.equal(statSync(join(d.path, `region_${guid(1)}_1`)).size, 40, 'l1 wrote no page-aligned data');
     assert.equal(statSync(join(d.path, `region_${guid(3)}_1`)).size, 40, 'l3 wrote no page-aligned data');
     assert.ok(statSync(join(d.path, `region_${guid(2)}_1`)).size >= 4096 + 5000, 'l2 wrote its 5000-byte hive page-aligned');
