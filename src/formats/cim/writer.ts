@@ -21,7 +21,7 @@
  * 96-byte-ish records per file) is held in memory until commit.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { rename, rm, writeFile } from 'node:fs/promises';
+import { rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../../services/errdefs.js';
 import { FILE_ATTRIBUTE } from '../wintar/constants.js';
@@ -142,6 +142,9 @@ export class CimWriter {
   /** CimCreateImage: a new image `<dir>/<name>.cim`, empty or forked from `parentName`. */
   static async create(dir: string, name: string, opts: CimCreateOptions = {}): Promise<CimWriter> {
     if (!/^[^\\/\0]+$/.test(name) || name.endsWith('.cim')) throw invalidArgument(`invalid CIM name ${JSON.stringify(name)} (no separators, no .cim suffix)`);
+    if (await stat(join(dir, `${name}.cim`)).then(() => true, () => false)) {
+      throw alreadyExists(`CIM image ${name}.cim already exists in ${dir}`);
+    }
     let parentReader: CimReader | undefined;
     let parents: RegionSet[] = [];
     let upcase = defaultUpcase();

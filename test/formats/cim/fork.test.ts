@@ -169,7 +169,38 @@ test('fork errors: missing parent, deleting what does not exist, self parent', a
     await assert.rejects(w.createFile('bad:name', { attributes: 0 }), (e: Error & { kind?: string }) => e.kind === 'InvalidArgument');
     await assert.rejects(w.createFile(`${'x'.repeat(256)}`, { attributes: 0 }), /longer than 255/);
     await w.commit();
+    await assert.rejects(CimWriter.create(d.path, 'base'), (e: Error & { kind?: string }) => e.kind === 'AlreadyExists');
     await assert.rejects(w.createFile('late', { attributes: 0 }), (e: Error & { kind?: string }) => e.kind === 'FailedPrecondition');
+  } finally {
+    d.cleanup();
+  }
+});
+
+test('root metadata can be set and is kept by forks unless replaced', async () => {
+  const d = tempDir('cim-root-');
+  try {
+    const sd = Buffer.from('01000480000000000000000000000000', 'hex');
+    const w = await CimWriter.create(d.path, 'base');
+    await w.addFile('a', { attributes: 0x20 }, Buffer.from('a'));
+    await w.createFile('', { attributes: 0x10 | 0x2, lastWriteTime: 99n, securityDescriptor: sd });
+    await w.commit();
+    const w2 = await CimWriter.create(d.path, 'child', { parentName: 'base' });
+    await w2.addFile('b', { attributes: 0x20 }, Buffer.from('b'));
+    await w2.commit();
+    for (const name of ['base', 'child']) {
+      const r = await CimReader.open(join(d.path, `${name}.cim`));
+      try {
+        const st = await r.stat('');
+        assert.equal(st.attributes, 0x10 | 0x2);
+        assert.equal(st.lastWriteTime, 99n);
+        assert.ok(st.securityDescriptor?.equals(sd));
+        assert.equal((await r.readFile('A')).toString(), 'a');
+        assert.equal(st.fileId, 1);
+      } finally {
+        await r.close();
+      }
+    }
+    await assert.rejects(w2.createFile('', { attributes: 0 }), (e: Error & { kind?: string }) => e.kind === 'FailedPrecondition');
   } finally {
     d.cleanup();
   }
