@@ -190,7 +190,7 @@ export class CimWriter {
   /** Copies the parent's namespace (records only; all offsets keep pointing at parent regions). */
   private async loadParent(r: CimReader): Promise<void> {
     const byId = new Map<number, Inode>();
-    const seenSd = new Set<bigint>();
+    const seen = new Set<bigint>();
     const inodeFor = async (id: number): Promise<Inode> => {
       let ino = byId.get(id);
       if (ino) return ino;
@@ -214,11 +214,22 @@ export class CimWriter {
         parentId: 0,
       };
       for (const s of await r.streamTable(rec)) (ino.streams ??= new Map()).set(foldWith(this.upcase, s.name), { name: s.name, stream: s.stream });
-      // Seed content dedup with the parent's SDs (most files share a handful).
-      if (rec.sdOffset !== 0n && !seenSd.has(rec.sdOffset)) {
-        seenSd.add(rec.sdOffset);
+      // Seed content dedup with the parent's SD, EA and reparse objects, keyed exactly as
+      // putObject keys new ones (most files share a handful of SDs).
+      if (rec.sdOffset !== 0n && !seen.has(rec.sdOffset)) {
+        seen.add(rec.sdOffset);
         const sd = await r.securityDescriptor(rec);
-        if (sd) this.dedup.set(dedupKey('sd', sd), rec.sdOffset);
+        if (sd) this.dedup.set(dedupKey('sd', u16Counted(sd)), rec.sdOffset);
+      }
+      if (rec.eaOffset !== 0n && !seen.has(rec.eaOffset)) {
+        seen.add(rec.eaOffset);
+        const ea = await r.extendedAttributes(rec);
+        if (ea && ea.length > 0) this.dedup.set(dedupKey('ea', ea), rec.eaOffset);
+      }
+      if (rec.reparseOffset !== 0n && !seen.has(rec.reparseOffset)) {
+        seen.add(rec.reparseOffset);
+        const rp = await r.reparseData(rec);
+        if (rp) this.dedup.set(dedupKey('reparse', u16Counted(rp)), rec.reparseOffset);
       }
       byId.set(id, ino);
       return ino;

@@ -150,6 +150,41 @@ test('forked CIMs three deep: adds, replacements and deletions on top of parents
   }
 });
 
+test('forks reuse the parent SD, EA and reparse objects', async () => {
+  const d = tempDir('cim-fork-dedup-');
+  try {
+    const sd = Buffer.from('0100048014000000300000000000000000000000010100000000000512000000010100000000000512000000', 'hex');
+    const ea2 = (() => {
+      const b = Buffer.alloc(8 + 6 + 1 + 1);
+      b[5] = 6;
+      b.writeUInt16LE(1, 6);
+      b.write('USERAX', 8, 'latin1');
+      b[15] = 0x31;
+      return b;
+    })();
+    const rp = Buffer.from('0c0000a00c000000000000000000000001000000', 'hex');
+    const w = await CimWriter.create(d.path, 'p');
+    await w.addFile('a', { attributes: 0x20, securityDescriptor: sd, extendedAttributes: ea2, reparseData: rp });
+    await w.commit();
+    const w2 = await CimWriter.create(d.path, 'c', { parentName: 'p' });
+    await w2.addFile('b', { attributes: 0x20, securityDescriptor: sd, extendedAttributes: ea2, reparseData: rp });
+    await w2.commit();
+    const r = await CimReader.open(join(d.path, 'c.cim'));
+    try {
+      const a = await r.fileRecord(await r.resolve('a'));
+      const b = await r.fileRecord(await r.resolve('b'));
+      assert.equal(Number(a.sdOffset >> 48n), 0, 'parent object in region 0 (the parent set)');
+      assert.equal(b.sdOffset, a.sdOffset);
+      assert.equal(b.eaOffset, a.eaOffset);
+      assert.equal(b.reparseOffset, a.reparseOffset);
+    } finally {
+      await r.close();
+    }
+  } finally {
+    d.cleanup();
+  }
+});
+
 test('fork errors: missing parent, deleting what does not exist, self parent', async () => {
   const d = tempDir('cim-fork-err-');
   try {
