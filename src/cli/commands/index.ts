@@ -6,7 +6,8 @@ import { register as vhdx } from './vhdx.js';
 import { register as diff } from './diff.js';
 import { register as layer } from './layer.js';
 import { register as unpack } from './unpack.js';
+import { register as cim } from './cim.js';
 
 export type RegisterCommand = (program: Command) => void;
 
-export const COMMANDS: RegisterCommand[] = [serve, snapshot, unpack, diff, layer, vhdx];
+export const COMMANDS: RegisterCommand[] = [serve, snapshot, unpack, diff, layer, vhdx, cim];

@@ -1,7 +1,7 @@
 /** CimFS v2 images: writer (cimfs.dll-shaped API, forked images) and bounds-checked reader. */
 export * from './constants.js';
 export { CimWriter, type CimCreateOptions } from './writer.js';
-export { CimReader, isCimImage, type CimWalkEntry, type ParsedLinkTable } from './reader.js';
+export { CimReader, isCimImage, cimImageFiles, type CimWalkEntry, type ParsedLinkTable } from './reader.js';
 export type { CimFileMetadata, CimStat, CimDirEntry } from './types.js';
 export { deriveCimGuid, encodeGuid, decodeGuid } from './guid.js';
 export { regionOffset, offsetRegion, offsetByte, type FileRecord, type StreamRecord, type RegionSet } from './structs.js';

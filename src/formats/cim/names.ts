@@ -14,11 +14,28 @@ export function defaultUpcase(): Upcase {
   return upcaseTable();
 }
 
+const asciiStandard = new WeakMap<Upcase, boolean>();
+
+/** True when `table` maps ASCII exactly as String.prototype.toUpperCase does. */
+function hasStandardAscii(table: Upcase): boolean {
+  let v = asciiStandard.get(table);
+  if (v === undefined) {
+    v = true;
+    for (let c = 0; c < 0x80; c++) if (table[c] !== String.fromCharCode(c).toUpperCase().charCodeAt(0)) v = false;
+    asciiStandard.set(table, v);
+  }
+  return v;
+}
+
+// eslint-disable-next-line no-control-regex
+const ASCII = /^[\x00-\x7f]*$/;
+
 /** The upcased form of a name under `table`; equal folds are the same name. */
 export function foldWith(table: Upcase, s: string): string {
-  let out = '';
-  for (let i = 0; i < s.length; i++) out += String.fromCharCode(table[s.charCodeAt(i)]!);
-  return out;
+  if (ASCII.test(s) && hasStandardAscii(table)) return s.toUpperCase();
+  const codes = new Array<number>(s.length);
+  for (let i = 0; i < s.length; i++) codes[i] = table[s.charCodeAt(i)]!;
+  return String.fromCharCode(...codes);
 }
 
 /** Orders two folded names by UTF-16 code unit (JS string order). */

@@ -27,6 +27,7 @@ import {
   NAME_OFFSET_SIZE,
   PE_IMAGE_SIZE,
   PE_MAPPING_SIZE,
+  OBJECTID_FILE_PREFIX,
   REGION_FILE_PREFIX,
   REGION_HEADER_SIZE,
   REGION_SET_SIZE,
@@ -617,4 +618,34 @@ export async function isCimImage(path: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/**
+ * The files that belong to one image (not its parents): `<name>.cim`, its own
+ * `region_<guid>_<i>` files and whichever `objectid_<guid>_<i>` files exist. Reads only the
+ * image header, so it works when region files are damaged or missing.
+ */
+export async function cimImageFiles(imagePath: string): Promise<string[]> {
+  const fh = await open(imagePath, 'r').catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') throw notFound(`CIM image ${imagePath} does not exist`);
+    throw e;
+  });
+  const head = Buffer.alloc(FILESYSTEM_HEADER_SIZE);
+  let n: number;
+  try {
+    ({ bytesRead: n } = await fh.read(head, 0, head.length, 0));
+  } finally {
+    await fh.close();
+  }
+  if (n < FILESYSTEM_HEADER_SIZE) throw invalidArgument(`${basename(imagePath)}: truncated image header (${n} bytes)`, { offset: 0 });
+  decodeCommonHeader(head, FileType.Image, basename(imagePath));
+  const own = decodeRegionSet(head, COMMON_HEADER_SIZE);
+  const dir = dirname(imagePath);
+  const out = [imagePath];
+  for (let i = 0; i < own.count; i++) out.push(join(dir, `${REGION_FILE_PREFIX}_${own.guid}_${i}`));
+  for (let i = 0; i < own.count; i++) {
+    const p = join(dir, `${OBJECTID_FILE_PREFIX}_${own.guid}_${i}`);
+    if (await fsStat(p).then(() => true, () => false)) out.push(p);
+  }
+  return out;
 }

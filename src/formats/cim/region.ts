@@ -21,7 +21,7 @@ export interface ObjectId {
 export function objectDigest(data: Buffer | Buffer[]): Buffer {
   const h = createHash('sha256');
   for (const d of Array.isArray(data) ? data : [data]) h.update(d);
-  return h.digest().subarray(0, OBJECTID_DIGEST_SIZE);
+  return Buffer.from(h.digest().subarray(0, OBJECTID_DIGEST_SIZE));
 }
 
 export class RegionFileWriter {

@@ -21,16 +21,18 @@
  * 96-byte-ish records per file) is held in memory until commit.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { rename, rm, writeFile } from 'node:fs/promises';
+import { rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '../../services/errdefs.js';
 import { FILE_ATTRIBUTE } from '../wintar/constants.js';
+import { decodeEaBuffer } from '../wintar/ea.js';
 import {
   FILES_PER_TABLE,
   FILE_ID_SIZE,
   FILE_SIZE,
   FILE_TABLE_DIR_ENTRY_SIZE,
   FileFlag,
+  MAX_EA_NAME_LENGTH,
   MAX_FULL_EA_LENGTH,
   MAX_STREAM_LENGTH,
   OBJECTID_ENTRY_SIZE,
@@ -89,7 +91,8 @@ interface Inode {
   reparseOffset: bigint;
   reparseTag: number;
   data: StreamRecord;
-  streams: Map<string, { name: string; stream: StreamRecord }>;
+  /** Alternate streams by folded name (created on first use). */
+  streams?: Map<string, { name: string; stream: StreamRecord }>;
   children?: Map<string, Link>;
   /** Assigned at commit. */
   id: number;
@@ -139,6 +142,9 @@ export class CimWriter {
   /** CimCreateImage: a new image `<dir>/<name>.cim`, empty or forked from `parentName`. */
   static async create(dir: string, name: string, opts: CimCreateOptions = {}): Promise<CimWriter> {
     if (!/^[^\\/\0]+$/.test(name) || name.endsWith('.cim')) throw invalidArgument(`invalid CIM name ${JSON.stringify(name)} (no separators, no .cim suffix)`);
+    if (await stat(join(dir, `${name}.cim`)).then(() => true, () => false)) {
+      throw alreadyExists(`CIM image ${name}.cim already exists in ${dir}`);
+    }
     let parentReader: CimReader | undefined;
     let parents: RegionSet[] = [];
     let upcase = defaultUpcase();
@@ -184,7 +190,7 @@ export class CimWriter {
   /** Copies the parent's namespace (records only; all offsets keep pointing at parent regions). */
   private async loadParent(r: CimReader): Promise<void> {
     const byId = new Map<number, Inode>();
-    const seenSd = new Set<bigint>();
+    const seen = new Set<bigint>();
     const inodeFor = async (id: number): Promise<Inode> => {
       let ino = byId.get(id);
       if (ino) return ino;
@@ -202,17 +208,28 @@ export class CimWriter {
         reparseOffset: rec.reparseOffset,
         reparseTag: rec.reparseTag,
         data: CimReader.isDir(rec) ? EMPTY_STREAM : rec.defaultStream,
-        streams: new Map(),
+        streams: undefined,
         children: CimReader.isDir(rec) ? new Map() : undefined,
         id: 0,
         parentId: 0,
       };
-      for (const s of await r.streamTable(rec)) ino.streams.set(foldWith(this.upcase, s.name), { name: s.name, stream: s.stream });
-      // Seed content dedup with the parent's SDs (most files share a handful).
-      if (rec.sdOffset !== 0n && !seenSd.has(rec.sdOffset)) {
-        seenSd.add(rec.sdOffset);
+      for (const s of await r.streamTable(rec)) (ino.streams ??= new Map()).set(foldWith(this.upcase, s.name), { name: s.name, stream: s.stream });
+      // Seed content dedup with the parent's SD, EA and reparse objects, keyed exactly as
+      // putObject keys new ones (most files share a handful of SDs).
+      if (rec.sdOffset !== 0n && !seen.has(rec.sdOffset)) {
+        seen.add(rec.sdOffset);
         const sd = await r.securityDescriptor(rec);
-        if (sd) this.dedup.set(dedupKey('sd', sd), rec.sdOffset);
+        if (sd) this.dedup.set(dedupKey('sd', u16Counted(sd)), rec.sdOffset);
+      }
+      if (rec.eaOffset !== 0n && !seen.has(rec.eaOffset)) {
+        seen.add(rec.eaOffset);
+        const ea = await r.extendedAttributes(rec);
+        if (ea && ea.length > 0) this.dedup.set(dedupKey('ea', ea), rec.eaOffset);
+      }
+      if (rec.reparseOffset !== 0n && !seen.has(rec.reparseOffset)) {
+        seen.add(rec.reparseOffset);
+        const rp = await r.reparseData(rec);
+        if (rp) this.dedup.set(dedupKey('reparse', u16Counted(rp)), rec.reparseOffset);
       }
       byId.set(id, ino);
       return ino;
@@ -328,6 +345,13 @@ export class CimWriter {
     if (meta.extendedAttributes && meta.extendedAttributes.length > 0) {
       const ea = Buffer.from(meta.extendedAttributes);
       if (ea.length > MAX_FULL_EA_LENGTH) throw invalidArgument(`EA buffer of ${ea.length} bytes exceeds ${MAX_FULL_EA_LENGTH}`, { entry: path });
+      try {
+        for (const e of decodeEaBuffer(ea)) {
+          if (Buffer.byteLength(e.name) > MAX_EA_NAME_LENGTH) throw invalidArgument(`EA name ${JSON.stringify(e.name)} exceeds ${MAX_EA_NAME_LENGTH} bytes`);
+        }
+      } catch (e) {
+        throw invalidArgument(`${path}: invalid EA buffer: ${(e as Error).message}`, { entry: path }, e);
+      }
       ino.eaOffset = await this.putObject('ea', ea);
       ino.eaLength = ea.length;
     }
@@ -358,7 +382,11 @@ export class CimWriter {
     const b = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     s.hash.update(b);
     if (s.sparseWanted && s.allZero && !isZero(b)) s.allZero = false;
-    await s.region.write(Buffer.from(b));
+    // Copy (the caller may reuse its buffer) outside Buffer's shared pool, so pending data
+    // never pins pool slabs that also hold long-lived small objects.
+    const copy = Buffer.allocUnsafeSlow(b.length);
+    b.copy(copy);
+    await s.region.write(copy);
     s.written += BigInt(b.length);
   }
 
@@ -379,20 +407,20 @@ export class CimWriter {
       rec = { dataOffset: 0n, length: s.size, type: StreamType.Data, sparse: true };
     } else {
       const digest = s.hash.digest();
-      const key = `data:${s.size}:${digest.toString('hex')}`;
+      const key = `d${s.size}:${digest.toString('base64')}`;
       const hit = this.dedup.get(key);
       if (hit !== undefined) {
         await s.region.truncateTo(s.start);
         rec = { dataOffset: hit, length: s.size, type: StreamType.Data, sparse: false };
       } else {
         const off = regionOffset(this.globalIndex(s.region.localIndex), s.start);
-        s.region.objectIds.push({ length: s.size, digest: digest.subarray(0, 24), offset: s.start });
+        s.region.objectIds.push({ length: s.size, digest: Buffer.from(digest.subarray(0, 24)), offset: s.start });
         this.dedup.set(key, off);
         rec = { dataOffset: off, length: s.size, type: StreamType.Data, sparse: false };
       }
     }
     const t = s.target;
-    if (t.streamKey !== undefined) t.inode.streams.set(t.streamKey, { name: t.streamName!, stream: rec });
+    if (t.streamKey !== undefined) (t.inode.streams ??= new Map()).set(t.streamKey, { name: t.streamName!, stream: rec });
     else t.inode.data = rec;
   }
 
@@ -496,7 +524,7 @@ export class CimWriter {
             dirStreams.set(ino, { dataOffset: regionOffset(mdIndex, at), length: BigInt(tbl.length), type: StreamType.LinkTable, sparse: false });
           }
         }
-        if (ino.streams.size > 0) {
+        if (ino.streams && ino.streams.size > 0) {
           const entries = [...ino.streams.entries()]
             .sort((a, b) => compareFolded(a[0], b[0]))
             .map(([, s]) => {
@@ -612,7 +640,7 @@ function newInode(dir: boolean): Inode {
     reparseOffset: 0n,
     reparseTag: 0,
     data: EMPTY_STREAM,
-    streams: new Map(),
+    streams: undefined,
     children: dir ? new Map() : undefined,
     id: 0,
     parentId: 0,
@@ -624,7 +652,7 @@ function sortedLinks(children: Map<string, Link>): Link[] {
 }
 
 function dedupKey(kind: string, data: Buffer): string {
-  return `${kind}:${data.length}:${createHash('sha256').update(data).digest('hex')}`;
+  return `${kind}${data.length}:${createHash('sha256').update(data).digest('base64')}`;
 }
 
 function u16Counted(b: Buffer): Buffer {

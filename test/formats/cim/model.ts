@@ -70,7 +70,7 @@ export interface Dumped {
   streams: Record<string, string>;
 }
 
-/** Everything the reader reports, keyed by upper-cased path. */
+/** Everything the reader reports, keyed by path. */
 export async function dumpImage(r: CimReader): Promise<Map<string, Dumped & { path: string }>> {
   const out = new Map<string, Dumped & { path: string }>();
   for await (const e of r.walk()) {
@@ -88,7 +88,7 @@ export async function dumpImage(r: CimReader): Promise<Map<string, Dumped & { pa
       for await (const b of r.readById(e.fileId)) parts.push(b);
       data = Buffer.concat(parts).toString('hex');
     }
-    out.set(e.path.toUpperCase(), {
+    out.set(e.path, {
       path: e.path,
       fileId: e.fileId,
       dir: st.isDirectory,
@@ -109,7 +109,7 @@ export function expectedDump(model: Map<string, ModelEntry>): Map<string, Omit<D
   const out = new Map<string, Omit<Dumped, 'fileId'> & { path: string }>();
   for (const [path, e0] of model) {
     const e = e0.linkTo !== undefined ? model.get(e0.linkTo)! : e0;
-    out.set(path.toUpperCase(), {
+    out.set(path, {
       path,
       dir: e.dir,
       attributes: expectedAttributes(e),

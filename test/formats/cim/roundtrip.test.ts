@@ -20,8 +20,8 @@ test('round trip: every record kind reads back as written', async () => {
       const got = await dumpImage(r);
       assert.deepEqual(stripIds(got), expectedDump(model));
       // Hard links share one file ID; distinct files do not.
-      assert.equal(got.get('FILES\\LINK-TO-SMALL.DLL')!.fileId, got.get('FILES\\WINDOWS\\SMALL.DLL')!.fileId);
-      assert.notEqual(got.get('FILES\\WINDOWS\\BIG.BIN')!.fileId, got.get('FILES\\WINDOWS\\DUP-OF-BIG.BIN')!.fileId);
+      assert.equal(got.get('Files\\link-to-small.dll')!.fileId, got.get('Files\\Windows\\small.dll')!.fileId);
+      assert.notEqual(got.get('Files\\Windows\\big.bin')!.fileId, got.get('Files\\Windows\\dup-of-big.bin')!.fileId);
       // Case-insensitive lookup through the upcase table.
       assert.equal((await r.readFile('files\\WINDOWS\\Small.DLL')).toString(), 'MZ small file data');
       assert.equal((await r.readFile('FILES/ünïcödé 名前 🙂.TXT')).toString(), 'unicode');
