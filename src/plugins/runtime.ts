@@ -10,6 +10,7 @@ import type { Snapshotter } from '../services/snapshots.js';
 import { DiffChain } from './diff/chain.js';
 import { WindowsDiffer } from './diff/windows/windows.js';
 import { CimfsDiffer } from './diff/cimfs/cimfs.js';
+import { LcowDiffer } from './diff/lcow/lcow.js';
 import type { Differ } from './diff/types.js';
 import { openSnapshotter, SNAPSHOTTER_NAMES } from './snapshots/registry.js';
 import { DEFAULT_WINDOWS_LAYER_CONFIG, type WindowsLayerConfig } from './windows/processing.js';
@@ -63,7 +64,7 @@ export class Runtime {
   }
 
   get differ(): Differ {
-    if (!this.differChain) this.differChain = new DiffChain([new WindowsDiffer(this.content, this.windowsLayer), new CimfsDiffer(this.content)]);
+    if (!this.differChain) this.differChain = new DiffChain([new WindowsDiffer(this.content, this.windowsLayer), new CimfsDiffer(this.content), new LcowDiffer(this.content)]);
     return this.differChain;
   }
 

@@ -7,7 +7,8 @@ import { register as diff } from './diff.js';
 import { register as layer } from './layer.js';
 import { register as unpack } from './unpack.js';
 import { register as cim } from './cim.js';
+import { register as convert } from './convert.js';
 
 export type RegisterCommand = (program: Command) => void;
 
-export const COMMANDS: RegisterCommand[] = [serve, snapshot, unpack, diff, layer, vhdx, cim];
+export const COMMANDS: RegisterCommand[] = [serve, snapshot, unpack, diff, layer, vhdx, cim, convert];

@@ -1,0 +1,72 @@
+/**
+ * `winsnap convert tar2vhd|roothash`: LCOW layer artifacts from a layer tar (plain, gzip or
+ * zstd, found from its first bytes; `-` is stdin), like hcsshim's tar2ext4 and dmverity-vhd.
+ */
+import type { Command } from 'commander';
+import { createReadStream, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough, type Readable } from 'node:stream';
+import { notImplemented } from '../../services/errdefs.js';
+import { decompressStream } from '../../services/compression/decompress.js';
+import { sniffCompression } from '../../services/compression/media-types.js';
+import { LCOW_MAX_DISK_SIZE, tar2vhd } from '../../plugins/lcow/tar2vhd.js';
+import { parseSize } from './vhdx.js';
+
+/** The input as an uncompressed tar stream (compression sniffed from the first bytes). */
+async function openTar(input: string): Promise<Readable> {
+  const src: Readable = input === '-' ? process.stdin : createReadStream(input, { highWaterMark: 1 << 20 });
+  const out = new PassThrough({ highWaterMark: 1 << 20 });
+  const it = src[Symbol.asyncIterator]();
+  const first = await it.next();
+  const head: Buffer = first.done ? Buffer.alloc(0) : (first.value as Buffer);
+  const compression = sniffCompression(head);
+  (async () => {
+    out.write(head);
+    for (let r = await it.next(); !r.done; r = await it.next()) if (!out.write(r.value)) await new Promise((res) => out.once('drain', res));
+    out.end();
+  })().catch((e: Error) => out.destroy(e));
+  return compression === 'none' ? out : decompressStream(out, compression);
+}
+
+export function register(program: Command): void {
+  const convert = program.command('convert').description('convert layer tars to LCOW layer disks');
+  convert
+    .command('tar2vhd')
+    .description('tar (.tar, .tar.gz, .tar.zst or - for stdin) → ext4 [+ dm-verity] [+ fixed VHD footer]')
+    .requiredOption('-i, --input <file>', 'input tar')
+    .requiredOption('-o, --output <file>', 'output disk')
+    .option('--verity', 'append a dm-verity superblock and hash tree and print the root hash')
+    .option('--hash-device <file>', 'with --verity: write the hash tree to this file instead')
+    .option('--no-footer', 'do not append the fixed VHD footer')
+    .option('--whiteouts', 'convert overlay whiteouts (.wh.X → 0/0 char device, .wh..wh..opq → trusted.overlay.opaque=y)')
+    .option('--inline', 'store small files inside their inodes (not implemented)')
+    .option('--max-size <size>', 'maximum ext4 size (e.g. 16G, the default; LCOW uses 128G)')
+    .option('--json', 'print the result as JSON')
+    .action(async (o: { input: string; output: string; verity?: boolean; hashDevice?: string; footer: boolean; whiteouts?: boolean; inline?: boolean; maxSize?: string; json?: boolean }) => {
+      if (o.inline) throw notImplemented('--inline (inline_data) is not implemented yet');
+      const r = await tar2vhd(await openTar(o.input), o.output, {
+        verity: o.verity,
+        hashDevice: o.hashDevice,
+        footer: o.footer,
+        convertWhiteouts: o.whiteouts,
+        maxDiskSize: o.maxSize ? parseSize(o.maxSize) : undefined,
+      });
+      if (o.json) process.stdout.write(`${JSON.stringify(r)}\n`);
+      else if (r.rootHash) process.stdout.write(`${r.rootHash}\n`);
+    });
+  convert
+    .command('roothash')
+    .description('the dm-verity root hash of a layer (whiteouts converted, 128 GiB limit), like dmverity-vhd roothash')
+    .requiredOption('-i, --input <file>', 'input tar')
+    .option('--json', 'print the result as JSON')
+    .action(async (o: { input: string; json?: boolean }) => {
+      const dir = mkdtempSync(join(tmpdir(), 'winsnap-roothash-'));
+      try {
+        const r = await tar2vhd(await openTar(o.input), join(dir, 'layer.img'), { verity: true, footer: false, convertWhiteouts: true, maxDiskSize: LCOW_MAX_DISK_SIZE });
+        process.stdout.write(o.json ? `${JSON.stringify({ rootHash: r.rootHash, digest: r.digest, ext4Size: r.ext4Size })}\n` : `${r.rootHash}\n`);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+}

@@ -1,0 +1,95 @@
+/**
+ * dm-verity hash trees as veritysetup and the kernel read them (cryptsetup's
+ * "dm-verity on-disk format", version 1; hcsshim ext4/dmverity; windows-layer-formats.md
+ * §4.4): SHA-256 over 4 KiB data blocks with the salt first, 128 hashes per 4 KiB hash
+ * block, levels zero-padded, stored top level first; root = sha256(salt ‖ top block).
+ * The 512-byte superblock ("verity\0\0", version 1, hash type 1, algorithm "sha256")
+ * precedes the tree. Defaults as hcsshim: 32 zero bytes of salt; the UUID is derived from the
+ * root hash (hcsshim's is random). Data is streamed; only the tree is kept in memory.
+ */
+import { createHash } from 'node:crypto';
+import { open } from 'node:fs/promises';
+import { invalidArgument } from '../../services/errdefs.js';
+
+export const VERITY_BLOCK = 4096;
+const HASH = 32;
+const PER_BLOCK = VERITY_BLOCK / HASH;
+export const VERITY_SUPERBLOCK_SIZE = 512;
+export const DEFAULT_SALT = Buffer.alloc(32);
+
+export interface VerityTree {
+  rootHash: Buffer;
+  /** the hash blocks, top level first (what follows the superblock) */
+  tree: Buffer;
+  dataBlocks: number;
+  salt: Buffer;
+}
+
+const hashBlock = (salt: Buffer, block: Buffer) => createHash('sha256').update(salt).update(block).digest();
+
+/** Builds the tree over `dataBlocks` 4 KiB blocks read from `path` starting at `offset`. */
+export async function buildVerityTree(path: string, dataBytes: number, opts: { salt?: Buffer; offset?: number } = {}): Promise<VerityTree> {
+  if (dataBytes <= 0 || dataBytes % VERITY_BLOCK !== 0) throw invalidArgument(`verity data size ${dataBytes} must be a positive multiple of 4096`);
+  const salt = opts.salt ?? DEFAULT_SALT;
+  if (salt.length > 256) throw invalidArgument('verity salt is longer than 256 bytes');
+  const dataBlocks = dataBytes / VERITY_BLOCK;
+  const level0 = Buffer.alloc(Math.ceil(dataBlocks / PER_BLOCK) * VERITY_BLOCK);
+  const fh = await open(path, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(1 << 20);
+    let done = 0;
+    const base = opts.offset ?? 0;
+    while (done < dataBlocks) {
+      const want = Math.min(buf.length / VERITY_BLOCK, dataBlocks - done) * VERITY_BLOCK;
+      const { bytesRead } = await fh.read(buf, 0, want, base + done * VERITY_BLOCK);
+      if (bytesRead !== want) throw invalidArgument(`verity: ${path} is shorter than ${base + dataBytes} bytes`);
+      for (let o = 0; o < want; o += VERITY_BLOCK) hashBlock(salt, buf.subarray(o, o + VERITY_BLOCK)).copy(level0, (done + o / VERITY_BLOCK) * HASH);
+      done += want / VERITY_BLOCK;
+    }
+  } finally {
+    await fh.close();
+  }
+  const levels = [level0];
+  while (levels[levels.length - 1]!.length > VERITY_BLOCK) {
+    const below = levels[levels.length - 1]!;
+    const n = below.length / VERITY_BLOCK;
+    const up = Buffer.alloc(Math.ceil(n / PER_BLOCK) * VERITY_BLOCK);
+    for (let i = 0; i < n; i++) hashBlock(salt, below.subarray(i * VERITY_BLOCK, (i + 1) * VERITY_BLOCK)).copy(up, i * HASH);
+    levels.push(up);
+  }
+  const top = levels[levels.length - 1]!;
+  return { rootHash: hashBlock(salt, top), tree: Buffer.concat(levels.reverse()), dataBlocks, salt };
+}
+
+/** The verity superblock (512 bytes). */
+export function encodeVeritySuperblock(t: Pick<VerityTree, 'dataBlocks' | 'salt' | 'rootHash'>, uuid?: Buffer): Buffer {
+  const b = Buffer.alloc(VERITY_SUPERBLOCK_SIZE);
+  b.write('verity', 0, 'latin1');
+  b.writeUInt32LE(1, 8); // version
+  b.writeUInt32LE(1, 12); // hash type: normal (salt first)
+  const id = uuid ?? createHash('sha256').update('winsnap verity uuid\0').update(t.rootHash).digest().subarray(0, 16);
+  id[6] = (id[6]! & 0x0f) | 0x40;
+  id[8] = (id[8]! & 0x3f) | 0x80;
+  id.copy(b, 16);
+  b.write('sha256', 32, 'latin1');
+  b.writeUInt32LE(VERITY_BLOCK, 64);
+  b.writeUInt32LE(VERITY_BLOCK, 68);
+  b.writeBigUInt64LE(BigInt(t.dataBlocks), 72);
+  b.writeUInt16LE(t.salt.length, 80);
+  t.salt.copy(b, 88);
+  return b;
+}
+
+/** Parses a verity superblock. */
+export function decodeVeritySuperblock(b: Buffer): { dataBlocks: number; salt: Buffer; uuid: Buffer; algorithm: string } {
+  if (b.length < VERITY_SUPERBLOCK_SIZE || b.toString('latin1', 0, 8) !== 'verity\0\0') throw invalidArgument('not a dm-verity superblock', { offset: 0 });
+  if (b.readUInt32LE(8) !== 1) throw invalidArgument(`verity superblock version ${b.readUInt32LE(8)} (expected 1)`, { offset: 8 });
+  const saltSize = b.readUInt16LE(80);
+  if (saltSize > 256) throw invalidArgument(`verity salt size ${saltSize} > 256`, { offset: 80 });
+  return {
+    dataBlocks: Number(b.readBigUInt64LE(72)),
+    salt: Buffer.from(b.subarray(88, 88 + saltSize)),
+    uuid: Buffer.from(b.subarray(16, 32)),
+    algorithm: b.toString('latin1', 32, 64).replace(/\0+$/, ''),
+  };
+}
