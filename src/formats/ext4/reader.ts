@@ -238,25 +238,22 @@ export class Ext4Reader {
     return { major: (n >>> 8) & 0xfff, minor: (n & 0xff) | ((n >>> 12) & 0xfff00) };
   }
 
-  /** Depth-first walk from the root: paths without a leading '/', children in directory order. */
+  /** Pre-order walk from the root (an entry, then its contents), children in directory order; paths without a leading '/'. */
   async *walk(): AsyncGenerator<{ path: string; inode: Ext4Inode }> {
     const seen = new Set<number>();
-    const stack: { path: string; ino: number }[] = [{ path: '', ino: 2 }];
-    while (stack.length > 0) {
-      const { path, ino } = stack.pop()!;
+    const self = this;
+    async function* dir(path: string, ino: number, depth: number): AsyncGenerator<{ path: string; inode: Ext4Inode }> {
       if (seen.has(ino)) throw invalidArgument(`ext4: directory inode ${ino} is reachable twice`);
+      if (depth > 4096) throw invalidArgument('ext4: directories nested deeper than 4096 levels');
       seen.add(ino);
-      const dir = await this.inode(ino);
-      const entries = await this.readdir(dir);
-      const subdirs: { path: string; ino: number }[] = [];
-      for (const e of entries) {
+      for (const e of await self.readdir(await self.inode(ino))) {
         const p = path ? `${path}/${e.name}` : e.name;
-        const inode = await this.inode(e.ino);
+        const inode = await self.inode(e.ino);
         yield { path: p, inode };
-        if ((inode.mode & S_IFMT) === S_IFDIR) subdirs.push({ path: p, ino: e.ino });
+        if ((inode.mode & S_IFMT) === S_IFDIR) yield* dir(p, e.ino, depth + 1);
       }
-      for (let i = subdirs.length - 1; i >= 0; i--) stack.push(subdirs[i]!);
     }
+    yield* dir('', 2, 0);
   }
 }
 

@@ -181,7 +181,7 @@ describe('tar2vhd: ext4 checked by e2fsck and debugfs', () => {
   let img: string;
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'winsnap-ext4-'));
-    ents = corpus(2500);
+    ents = corpus(30_000);
     tar = await tarOf(ents);
     img = join(dir, 'layer.img');
     await tar2vhd(Readable.from([tar]), img, { convertWhiteouts: true, footer: false });

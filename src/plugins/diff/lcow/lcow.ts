@@ -6,6 +6,7 @@
  * footer; it returns the uncompressed digest and size. Compare reads `layer.vhd` of the upper
  * layer back into an OCI tar (upstream returns NotImplemented).
  */
+import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -60,7 +61,10 @@ export class LcowDiffer implements Differ {
     const up = lcowMountToLayer(upper);
     const low = lcowMountToLayer(lower);
     if (up.parents.length === 0) {
-      if (low.parents.length !== 0) throw invalidArgument('lcowDiff cannot diff a layer with no parents against another layer');
+      // a base layer diffs against an empty (parentless, layer-less) view only
+      if (low.parents.length !== 0 || existsSync(join(low.layer, LAYER_VHD))) {
+        throw invalidArgument('lcowDiff cannot diff a layer with no parents against another layer');
+      }
     } else {
       const lowerChain = [low.layer, ...low.parents];
       if (lowerChain.length !== up.parents.length || lowerChain.some((p, i) => p !== up.parents[i])) {
