@@ -5,23 +5,31 @@
  */
 import { Command, CommanderError } from 'commander';
 import { toWinsnapError } from '../services/errdefs.js';
-import { COMMANDS } from './commands/index.js';
+import { loadCommands, type RegisterCommand } from './commands/index.js';
 
 export const VERSION = '0.1.0';
 
-export function buildProgram(): Command {
+export function buildProgram(commands: RegisterCommand[]): Command {
   const program = new Command('winsnap')
     .description('containerd-compatible snapshotters and differs for Windows-host container layers')
     .version(VERSION)
     .showHelpAfterError()
     .exitOverride();
-  for (const register of COMMANDS) register(program);
+  for (const register of commands) register(program);
   return program;
 }
 
 /** Runs the CLI; resolves to the process exit code. */
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  let program: Command;
+  try {
+    // only the command being run is loaded (all of them for help or an unknown command)
+    const first = argv.find((a) => !a.startsWith('-'));
+    program = buildProgram(await loadCommands(first ? [first] : []));
+  } catch (err) {
+    process.stderr.write(`winsnap: ${toWinsnapError(err).message}\n`);
+    return 1;
+  }
   try {
     await program.parseAsync(argv, { from: 'user' });
     return 0;

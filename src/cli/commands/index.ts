@@ -1,14 +1,26 @@
-/** The list of CLI command modules; each adds its subcommands to the program. */
+/**
+ * The CLI command modules, by top-level command name, loaded on demand: a run loads only the
+ * module of the command it runs (startup time and memory matter for `convert` in pipelines);
+ * help without a command loads them all.
+ */
 import type { Command } from 'commander';
-import { register as serve } from './serve.js';
-import { register as snapshot } from './snapshot.js';
-import { register as vhdx } from './vhdx.js';
-import { register as diff } from './diff.js';
-import { register as layer } from './layer.js';
-import { register as unpack } from './unpack.js';
-import { register as cim } from './cim.js';
-import { register as convert } from './convert.js';
 
 export type RegisterCommand = (program: Command) => void;
 
-export const COMMANDS: RegisterCommand[] = [serve, snapshot, unpack, diff, layer, vhdx, cim, convert];
+export const COMMAND_MODULES: Record<string, () => Promise<{ register: RegisterCommand }>> = {
+  serve: () => import('./serve.js'),
+  snapshot: () => import('./snapshot.js'),
+  unpack: () => import('./unpack.js'),
+  diff: () => import('./diff.js'),
+  layer: () => import('./layer.js'),
+  vhdx: () => import('./vhdx.js'),
+  cim: () => import('./cim.js'),
+  convert: () => import('./convert.js'),
+};
+
+/** Registration functions for `names` (every command when none of them is known). */
+export async function loadCommands(names: string[] = []): Promise<RegisterCommand[]> {
+  const known = names.filter((n) => n in COMMAND_MODULES);
+  const wanted = known.length > 0 ? known : Object.keys(COMMAND_MODULES);
+  return Promise.all(wanted.map(async (n) => (await COMMAND_MODULES[n]!()).register));
+}
