@@ -3,6 +3,7 @@
  *   gen <out.tar.gz> <files> <bytes>   write a Windows layer blob (gzip)
  *   apply <blob.tar.gz> <dir>          apply it as a layer directory (the windows differ's path)
  *   export <dir> <out.tar.gz>          export the layer again with parallel gzip
+ *   cim <blob.tar.gz> <dir>            write it as a CIM layer (<dir>/layer + <dir>/cim/1.cim)
  */
 import { createReadStream, createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
@@ -83,8 +84,20 @@ async function exp(dir: string, out: string): Promise<void> {
   await pipeline(exportLayer(dir), createParallelGzip(), createWriteStream(out));
 }
 
+async function cim(blob: string, dir: string): Promise<void> {
+  const { mkdirSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { writeCimLayer } = await import('../src/plugins/cim/layer-writer.js');
+  const layer = join(dir, 'layer');
+  mkdirSync(layer, { recursive: true });
+  const reader = new TarReader(decompressStream(createReadStream(blob, { highWaterMark: 1 << 20 }), 'gzip'));
+  await writeCimLayer(reader, { layerPath: layer, cimPath: join(dir, 'cim', '1.cim'), parentLayerPaths: [], parentCimPaths: [] });
+  await reader.drain();
+}
+
 if (cmd === 'gen') await gen(a!, Number(b), Number(c));
 else if (cmd === 'apply') await apply(a!, b!);
 else if (cmd === 'export') await exp(a!, b!);
+else if (cmd === 'cim') await cim(a!, b!);
 else throw new Error(`unknown command ${cmd} ${String(d)}`);
 void createHash;
