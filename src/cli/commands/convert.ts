@@ -7,7 +7,7 @@ import { createReadStream, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
-import { notImplemented } from '../../services/errdefs.js';
+import { INLINE_MAX } from '../../formats/ext4/writer.js';
 import { decompressStream } from '../../services/compression/decompress.js';
 import { sniffCompression } from '../../services/compression/media-types.js';
 import { LCOW_MAX_DISK_SIZE, tar2vhd } from '../../plugins/lcow/tar2vhd.js';
@@ -40,16 +40,16 @@ export function register(program: Command): void {
     .option('--hash-device <file>', 'with --verity: write the hash tree to this file instead')
     .option('--no-footer', 'do not append the fixed VHD footer')
     .option('--whiteouts', 'convert overlay whiteouts (.wh.X → 0/0 char device, .wh..wh..opq → trusted.overlay.opaque=y)')
-    .option('--inline', 'store small files inside their inodes (not implemented)')
+    .option('--inline', `store files of up to ${INLINE_MAX} bytes inside their inodes (inline_data)`)
     .option('--max-size <size>', 'maximum ext4 size (e.g. 16G, the default; LCOW uses 128G)')
     .option('--json', 'print the result as JSON')
     .action(async (o: { input: string; output: string; verity?: boolean; hashDevice?: string; footer: boolean; whiteouts?: boolean; inline?: boolean; maxSize?: string; json?: boolean }) => {
-      if (o.inline) throw notImplemented('--inline (inline_data) is not implemented yet');
       const r = await tar2vhd(await openTar(o.input), o.output, {
         verity: o.verity,
         hashDevice: o.hashDevice,
         footer: o.footer,
         convertWhiteouts: o.whiteouts,
+        inlineData: o.inline,
         maxDiskSize: o.maxSize ? parseSize(o.maxSize) : undefined,
       });
       if (o.json) process.stdout.write(`${JSON.stringify(r)}\n`);

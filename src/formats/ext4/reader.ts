@@ -173,6 +173,14 @@ export class Ext4Reader {
 
   /** File data (holes read as zeros), in chunks. */
   async *read(inode: Ext4Inode): AsyncGenerator<Buffer> {
+    if (inode.flags & 0x10000000) {
+      // inline data: i_block, then the `system.data` xattr
+      const rest = inode.xattrs.find((x) => x.name === 'system.data')?.value ?? Buffer.alloc(0);
+      const all = Buffer.concat([inode.block, rest]);
+      if (inode.size > 60 + rest.length) throw invalidArgument(`ext4: inline inode ${inode.ino} claims ${inode.size} bytes, holds ${60 + rest.length}`);
+      yield all.subarray(0, inode.size);
+      return;
+    }
     const exts = await this.extents(inode);
     let pos = 0;
     const bs = this.blockSize;

@@ -50,7 +50,13 @@ export interface Ext4WriterOptions {
   convertWhiteouts?: boolean;
   /** maximum image size in bytes (default 16 GiB, as tar2ext4's CLI; LCOW uses 128 GiB) */
   maxDiskSize?: number;
+  /** store small regular files inside their inodes (inline_data: i_block + `system.data`) */
+  inlineData?: boolean;
 }
+
+/** Largest file inline data can hold: 60 bytes of i_block + a `system.data` value in the inode. */
+export const INLINE_MAX = 60 + 68;
+const INLINE_DATA_FL = 0x10000000;
 
 interface Node {
   kind: Kind;
@@ -71,6 +77,8 @@ interface Node {
   children?: Map<string, Node>;
   seq: number;
   ino: number;
+  /** inline data (a small file, kept until close) */
+  inline?: Buffer;
 }
 
 const ZERO_TIME: TarTime = { sec: 0n, nsec: 0 };
@@ -302,6 +310,14 @@ export class Ext4Writer {
 
   /** Streams a regular file's body: non-zero blocks appended contiguously, zero blocks left as holes. */
   private async writeData(n: Node, e: TarEntry): Promise<void> {
+    if (this.opts.inlineData && e.header.size <= INLINE_MAX) {
+      const parts: Buffer[] = [];
+      for await (const c of e.body) parts.push(Buffer.from(c));
+      n.inline = Buffer.concat(parts);
+      n.size = n.inline.length;
+      if (n.size !== e.header.size) throw invalidArgument(`tar entry "${e.header.name}": body has ${n.size} of ${e.header.size} bytes`, { entry: e.header.name });
+      return;
+    }
     let logical = 0;
     let partial = Buffer.alloc(0);
     const addBlock = (b: Buffer) => {
@@ -407,7 +423,7 @@ export class Ext4Writer {
       }
       let root: Buffer = Buffer.alloc(60);
       const treeBlocks: number[] = [];
-      if (n.kind === 'file' || n.kind === 'dir' || (n.kind === 'symlink' && n.target!.length >= 60)) {
+      if ((n.kind === 'file' && !n.inline) || n.kind === 'dir' || (n.kind === 'symlink' && n.target!.length >= 60)) {
         const t = this.extentTree(n.extents);
         root = t.root;
         treeBlocks.push(...t.blocks);
@@ -420,8 +436,27 @@ export class Ext4Writer {
       }
       const xs: Xattr[] = [...n.xattrs].map(([name, value]) => ({ name, value }));
       let placed;
+      if (n.inline) {
+        try {
+          placed = placeXattrs(xs, undefined, { name: 'system.data', value: n.inline.subarray(Math.min(60, n.inline.length)) });
+          root = Buffer.alloc(60);
+          n.inline.copy(root, 0, 0, Math.min(60, n.inline.length));
+        } catch {
+          // other xattrs leave no room: store the file in a block after all
+          const data = n.inline;
+          n.inline = undefined;
+          if (data.length > 0 && !data.equals(Buffer.alloc(data.length))) {
+            const b = Buffer.alloc(BLOCK);
+            data.copy(b);
+            n.extents = [[0, 1, this.append(b)]];
+            n.dataBlocks = 1;
+          }
+          const t = this.extentTree(n.extents);
+          root = t.root;
+        }
+      }
       try {
-        placed = placeXattrs(xs);
+        placed ??= placeXattrs(xs);
       } catch (err) {
         throw invalidArgument(`inode ${n.ino}: ${(err as Error).message}`);
       }
@@ -650,8 +685,8 @@ export class Ext4Writer {
     const sectors = (n.dataBlocks + m.extraBlocks) * (BLOCK / 512);
     b.writeUInt32LE(sectors % 2 ** 32, 28);
     b.writeUInt16LE(Math.floor(sectors / 2 ** 32), 116);
-    const usesExtents = n.kind === 'file' || n.kind === 'dir' || (n.kind === 'symlink' && n.target!.length >= 60);
-    b.writeUInt32LE(usesExtents ? 0x80000 : 0, 32);
+    const usesExtents = (n.kind === 'file' && !n.inline) || n.kind === 'dir' || (n.kind === 'symlink' && n.target!.length >= 60);
+    b.writeUInt32LE(n.inline ? INLINE_DATA_FL : usesExtents ? 0x80000 : 0, 32);
     m.root.copy(b, 40);
     b.writeUInt32LE(m.xattrBlock % 2 ** 32, 104);
     b.writeUInt16LE(Math.floor(m.xattrBlock / 2 ** 32), 118);
@@ -683,7 +718,7 @@ export class Ext4Writer {
     s.writeUInt32LE(FIRST_INO, 84);
     s.writeUInt16LE(INODE_SIZE, 88);
     s.writeUInt32LE(0x8 | 0x200, 92); // ext_attr, sparse_super2
-    s.writeUInt32LE(0x2 | 0x40 | 0x200, 96); // filetype, extents, flex_bg
+    s.writeUInt32LE(0x2 | 0x40 | 0x200 | (this.opts.inlineData ? 0x8000 : 0), 96); // filetype, extents, flex_bg, [inline_data]
     s.writeUInt32LE(0x2 | 0x8 | 0x20 | 0x40 | 0x1000, 100); // large_file, huge_file, dir_nlink, extra_isize, readonly
     p.uuid.copy(s, 104);
     s.writeUInt16LE(EXTRA_ISIZE, 348);

@@ -92,10 +92,18 @@ export interface PlacedXattrs {
 export const IN_INODE_SPACE = 256 - 128 - 32 - 4;
 
 /** Splits sorted xattrs between the inode and one block; throws if they do not fit in both. */
-export function placeXattrs(xattrs: Xattr[], inInodeSpace = IN_INODE_SPACE): PlacedXattrs {
+export function placeXattrs(xattrs: Xattr[], inInodeSpace = IN_INODE_SPACE, first?: Xattr): PlacedXattrs {
   const all = xattrs.map((x) => ({ name: splitXattrName(x.name), value: x.value })).sort((a, b) => compareXattrs(a.name, b.name));
   const out: PlacedXattrs = { inInode: [], block: [] };
   let used = 4; // the in-inode table's terminating zero word
+  if (first) {
+    // inline data: `system.data` must live in the inode
+    const x = { name: splitXattrName(first.name), value: first.value };
+    const need = entrySize(x.name) + valueSize(x.value);
+    if (used + need > inInodeSpace) throw invalidArgument(`${first.name} (${first.value.length} bytes) does not fit in the inode`);
+    out.inInode.push(x);
+    used += need;
+  }
   for (const x of all) {
     const need = entrySize(x.name) + valueSize(x.value);
     if (out.block.length === 0 && used + need <= inInodeSpace) {

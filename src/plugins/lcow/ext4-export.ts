@@ -32,11 +32,11 @@ export function exportExt4Layer(path: string, opts: { whiteouts?: boolean } = {}
           atime: inode.atime,
           ctime: inode.ctime,
         };
-        const xattrs = inode.xattrs.filter((x) => !(whiteouts && t === S_IFDIR && x.name === 'trusted.overlay.opaque' && x.value.toString() === 'y'));
+        const xattrs = inode.xattrs.filter((x) => x.name !== 'system.data' && !(whiteouts && t === S_IFDIR && x.name === 'trusted.overlay.opaque' && x.value.toString() === 'y'));
         const pax: PaxRecord[] = xattrs.map((x) => ({ key: `SCHILY.xattr.${x.name}`, value: x.value }));
         if (t === S_IFDIR) {
           await w.writeEntry({ ...base, name: `${p}/`, type: 'dir', pax });
-          if (whiteouts && xattrs.length !== inode.xattrs.length) await w.writeEntry({ name: `${p}/.wh..wh..opq`, type: 'file', mode: 0, mtime: 0 });
+          if (whiteouts && inode.xattrs.some((x) => x.name === 'trusted.overlay.opaque')) await w.writeEntry({ name: `${p}/.wh..wh..opq`, type: 'file', mode: 0, mtime: 0 });
           continue;
         }
         const first = seen.get(inode.ino);
