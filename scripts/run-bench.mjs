@@ -9,6 +9,8 @@ import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 process.chdir(root);
+// bin/winsnap runs the dist/ bundle when it is current: build it, so the benchmarks run what users run
+if (spawnSync(process.execPath, ['scripts/build.mjs'], { stdio: 'inherit' }).status !== 0) process.exit(1);
 const wanted = process.argv.slice(2);
 const files = readdirSync('bench')
   .filter((f) => f.endsWith('.bench.ts'))

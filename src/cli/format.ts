@@ -3,6 +3,7 @@
  * tabwidth 8, padding 1, padchar ' '), json.MarshalIndent with four spaces, and
  * containerd's progress.Bytes sizes ("%02.1f KiB").
  */
+import { invalidArgument } from '../services/errdefs.js';
 
 /** Go tabwriter.NewWriter(w, 1, 8, 1, ' ', 0) over rows whose every cell ends in a tab. */
 export function tabwrite(rows: string[][]): string {
@@ -43,4 +44,20 @@ export function labelArgs(args: string[]): Record<string, string> {
     else out[a.slice(0, i)] = a.slice(i + 1);
   }
   return out;
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  '': 1, b: 1,
+  k: 2 ** 10, kib: 2 ** 10, m: 2 ** 20, mib: 2 ** 20, g: 2 ** 30, gib: 2 ** 30, t: 2 ** 40, tib: 2 ** 40,
+  kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12,
+};
+
+/** "20GiB", "512MiB", "10G", "1.5T", "4096" → bytes. */
+export function parseSize(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
+  const unit = m ? SIZE_UNITS[m[2].toLowerCase()] : undefined;
+  if (!m || unit === undefined) throw invalidArgument(`bad size ${JSON.stringify(text)} (use bytes or e.g. 20GiB, 512MiB, 10G)`);
+  const v = Number(m[1]) * unit;
+  if (!Number.isSafeInteger(v)) throw invalidArgument(`size ${JSON.stringify(text)} is not a whole number of bytes`);
+  return v;
 }

@@ -5,9 +5,19 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const PROTO_DIR = fileURLToPath(new URL('../../proto', import.meta.url));
+/** `proto/` at the package root (found upwards: this module runs from src/ or from the dist/ bundle). */
+function findProtoDir(): string {
+  for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'proto'))) return join(dir, 'proto');
+    if (dirname(dir) === dir) throw new Error('winsnap: the proto/ directory was not found above ' + fileURLToPath(import.meta.url));
+  }
+}
+
+export const PROTO_DIR = findProtoDir();
 
 const CONTAINERD_API = 'github.com/containerd/containerd/api';
 export const PROTO_FILES = [

@@ -19,22 +19,7 @@ import {
   type ProgressFn,
   type VhdxInfo,
 } from '../../formats/vhdx/index.js';
-
-const UNITS: Record<string, number> = {
-  '': 1, b: 1,
-  k: 2 ** 10, kib: 2 ** 10, m: 2 ** 20, mib: 2 ** 20, g: 2 ** 30, gib: 2 ** 30, t: 2 ** 40, tib: 2 ** 40,
-  kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12,
-};
-
-/** "20GiB", "512MiB", "10G", "1.5T", "4096" → bytes. */
-export function parseSize(text: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
-  const unit = m ? UNITS[m[2].toLowerCase()] : undefined;
-  if (!m || unit === undefined) throw invalidArgument(`bad size ${JSON.stringify(text)} (use bytes or e.g. 20GiB, 512MiB, 10G)`);
-  const v = Number(m[1]) * unit;
-  if (!Number.isSafeInteger(v)) throw invalidArgument(`size ${JSON.stringify(text)} is not a whole number of bytes`);
-  return v;
-}
+import { parseSize } from '../format.js';
 
 export function formatSize(n: number): string {
   const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];

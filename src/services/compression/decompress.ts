@@ -5,9 +5,14 @@
  */
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { DecompressStream } from 'zstd-napi';
+import { createRequire } from 'node:module';
 import { invalidArgument } from '../errdefs.js';
 import type { Compression } from './media-types.js';
+
+/** zstd-napi (a native addon) is loaded on first use: most runs never see zstd. */
+function loadZstd(): typeof import('zstd-napi') {
+  return createRequire(import.meta.url)('zstd-napi') as typeof import('zstd-napi');
+}
 
 /** Counts bytes flowing through (the compressed offset for error messages). */
 class Counter extends Transform {
@@ -26,7 +31,7 @@ export function decompressStream(source: Readable, compression: Compression): Re
   if (compression === 'none') return source;
   const counter = new Counter();
   const dec: Transform =
-    compression === 'gzip' ? createGunzip({ chunkSize: 256 * 1024 }) : (new DecompressStream() as unknown as Transform);
+    compression === 'gzip' ? createGunzip({ chunkSize: 256 * 1024 }) : (new (loadZstd().DecompressStream)() as unknown as Transform);
   const wrapError = (e: Error) =>
     invalidArgument(`corrupt or truncated ${compression} stream at compressed byte ${counter.bytes}: ${e.message}`, {
       compression,
