@@ -3,7 +3,7 @@
  * zstd, found from its first bytes; `-` is stdin), like hcsshim's tar2ext4 and dmverity-vhd.
  */
 import type { Command } from 'commander';
-import { createReadStream, mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, createReadStream, mkdtempSync, openSync, readSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
@@ -11,10 +11,28 @@ import { INLINE_MAX } from '../../formats/ext4/writer.js';
 import { decompressStream } from '../../services/compression/decompress.js';
 import { sniffCompression } from '../../services/compression/media-types.js';
 import { LCOW_MAX_DISK_SIZE, tar2vhd } from '../../plugins/lcow/tar2vhd.js';
-import { parseSize } from './vhdx.js';
+import { parseSize } from '../format.js';
+import { readFileChunks } from '../../services/fsutil/ring-reader.js';
 
-/** The input as an uncompressed tar stream (compression sniffed from the first bytes). */
-async function openTar(input: string): Promise<Readable> {
+/**
+ * The input as an uncompressed tar stream (compression sniffed from the first bytes), and the
+ * file it is exactly the bytes of, when it is an uncompressed regular file.
+ */
+async function openTar(input: string): Promise<{ tar: Readable | AsyncIterable<Buffer>; file?: string }> {
+  if (input !== '-' && statSync(input).isFile()) {
+    const head = Buffer.alloc(512);
+    const fd = openSync(input, 'r');
+    let n: number;
+    try {
+      n = readSync(fd, head, 0, head.length, 0);
+    } finally {
+      closeSync(fd);
+    }
+    const compression = sniffCompression(head.subarray(0, n));
+    // an uncompressed file goes straight to the converter, through reused buffers
+    if (compression === 'none') return { tar: readFileChunks(input), file: input };
+    return { tar: decompressStream(createReadStream(input, { highWaterMark: 1 << 20 }), compression) };
+  }
   const src: Readable = input === '-' ? process.stdin : createReadStream(input, { highWaterMark: 1 << 20 });
   const out = new PassThrough({ highWaterMark: 1 << 20 });
   const it = src[Symbol.asyncIterator]();
@@ -26,7 +44,7 @@ async function openTar(input: string): Promise<Readable> {
     for (let r = await it.next(); !r.done; r = await it.next()) if (!out.write(r.value)) await new Promise((res) => out.once('drain', res));
     out.end();
   })().catch((e: Error) => out.destroy(e));
-  return compression === 'none' ? out : decompressStream(out, compression);
+  return { tar: compression === 'none' ? out : decompressStream(out, compression) };
 }
 
 export function register(program: Command): void {
@@ -44,7 +62,9 @@ export function register(program: Command): void {
     .option('--max-size <size>', 'maximum ext4 size (e.g. 16G, the default; LCOW uses 128G)')
     .option('--json', 'print the result as JSON')
     .action(async (o: { input: string; output: string; verity?: boolean; hashDevice?: string; footer: boolean; whiteouts?: boolean; inline?: boolean; maxSize?: string; json?: boolean }) => {
-      const r = await tar2vhd(await openTar(o.input), o.output, {
+      const { tar, file } = await openTar(o.input);
+      const r = await tar2vhd(tar, o.output, {
+        tarFile: file,
         verity: o.verity,
         hashDevice: o.hashDevice,
         footer: o.footer,
@@ -63,7 +83,8 @@ export function register(program: Command): void {
     .action(async (o: { input: string; json?: boolean }) => {
       const dir = mkdtempSync(join(tmpdir(), 'winsnap-roothash-'));
       try {
-        const r = await tar2vhd(await openTar(o.input), join(dir, 'layer.img'), { verity: true, footer: false, convertWhiteouts: true, maxDiskSize: LCOW_MAX_DISK_SIZE });
+        const { tar, file } = await openTar(o.input);
+        const r = await tar2vhd(tar, join(dir, 'layer.img'), { tarFile: file, verity: true, footer: false, convertWhiteouts: true, maxDiskSize: LCOW_MAX_DISK_SIZE });
         process.stdout.write(o.json ? `${JSON.stringify({ rootHash: r.rootHash, digest: r.digest, ext4Size: r.ext4Size })}\n` : `${r.rootHash}\n`);
       } finally {
         rmSync(dir, { recursive: true, force: true });

@@ -21,12 +21,12 @@
  * Memory: metadata of every inode (no file data). Deterministic: the UUID is derived from a
  * caller-supplied seed (the tar digest), nothing depends on the clock.
  */
-import { closeSync, ftruncateSync, openSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, lstatSync, openSync, unlinkSync, write, writeSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { invalidArgument } from '../../services/errdefs.js';
 import type { TarEntry } from '../tar/reader.js';
 import type { TarTime } from '../tar/types.js';
-import { encodeXattrBlock, placeXattrs, writeInInodeXattrs, type Xattr } from './xattr.js';
+import { encodeXattrBlock, placeXattrs, writeInInodeXattrs, type PlacedXattrs, type Xattr } from './xattr.js';
 
 export const BLOCK = 4096;
 const BLOCKS_PER_GROUP = 32768;
@@ -40,6 +40,7 @@ const GiB = 1024 ** 3;
 export const DEFAULT_MAX_DISK_SIZE = 16 * GiB;
 export const MAX_DISK_SIZE = 16 * 1024 * GiB;
 const ZERO_BLOCK = Buffer.alloc(BLOCK);
+const WRITE_BUFFER = 1 << 20;
 
 const S_IFMT = { file: 0o100000, dir: 0o040000, symlink: 0o120000, char: 0o020000, block: 0o060000, fifo: 0o010000 } as const;
 const FILE_TYPE = { file: 1, dir: 2, char: 3, block: 4, fifo: 5, symlink: 7 } as const;
@@ -58,30 +59,47 @@ export interface Ext4WriterOptions {
 export const INLINE_MAX = 60 + 68;
 const INLINE_DATA_FL = 0x10000000;
 
+/**
+ * One inode while the image is built. Kept small (about 200 bytes plus its name in the parent
+ * directory): times as numbers, flat extent triples, maps only where there is something in
+ * them, and nothing that pins an input chunk or a shared Buffer pool slab.
+ */
 interface Node {
   kind: Kind;
   perm: number;
   uid: number;
   gid: number;
-  atime: TarTime;
-  mtime: TarTime;
-  ctime: TarTime;
+  aSec: number;
+  aNsec: number;
+  mSec: number;
+  mNsec: number;
+  cSec: number;
+  cNsec: number;
   size: number;
-  /** [logical block, length, physical block] */
-  extents: [number, number, number][];
+  /** flat [logical block, length, physical block] triples */
+  extents: number[];
   dataBlocks: number;
-  target?: Buffer;
+  /** symlink target */
+  target: string | undefined;
   devMajor: number;
   devMinor: number;
-  xattrs: Map<string, Buffer>;
-  children?: Map<string, Node>;
+  xattrs: Map<string, Buffer> | undefined;
+  children: Map<string, Node> | undefined;
   seq: number;
   ino: number;
   /** inline data (a small file, kept until close) */
-  inline?: Buffer;
+  inline: Buffer | undefined;
+  // set while finishing
+  links: number;
+  parent: Node | undefined;
+  xattrBlock: number;
+  /** blocks beyond the data counted in i_blocks (extent tree, xattr block) */
+  extraBlocks: number;
+  /** the i_block area when it is not a plain extent leaf (extent index root, inline data) */
+  iblock: Buffer | undefined;
+  placed: PlacedXattrs | undefined;
 }
 
-const ZERO_TIME: TarTime = { sec: 0n, nsec: 0 };
 
 export interface Ext4Result {
   /** bytes of the filesystem image */
@@ -101,6 +119,51 @@ export function tarPathParts(name: string): string[] {
   return parts;
 }
 
+/** pwrite of all of `data` at `pos`, on the thread pool. */
+function writeFully(fd: number, data: Buffer, pos: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const step = (off: number) => {
+      if (off >= data.length) return resolve();
+      write(fd, data, off, data.length - off, pos + off, (err, n) => (err ? reject(err) : step(off + n)));
+    };
+    step(0);
+  });
+}
+
+/** A copy that owns its memory (never a slice of an input chunk or of Buffer's shared pool). */
+function ownCopy(b: Buffer): Buffer {
+  const c = Buffer.allocUnsafeSlow(b.length);
+  b.copy(c);
+  return c;
+}
+
+/** Regular files (not inline), directories and long symlinks map their data with extents. */
+function usesExtents(n: Node): boolean {
+  return (n.kind === 'file' && !n.inline) || n.kind === 'dir' || (n.kind === 'symlink' && n.size >= 60);
+}
+
+/** An extent leaf entry from the flat triple at `x[i]`. */
+function writeLeafEntry(buf: Buffer, at: number, x: number[], i: number): void {
+  const phys = x[i + 2]!;
+  buf.writeUInt32LE(x[i]!, at);
+  buf.writeUInt16LE(x[i + 1]!, at + 4);
+  buf.writeUInt16LE(Math.floor(phys / 2 ** 32), at + 6);
+  buf.writeUInt32LE(phys % 2 ** 32, at + 8);
+}
+
+const MIN_TIME = -(2 ** 31);
+const MAX_TIME = 2 ** 34 + 2 ** 31 - 1;
+
+/** An ext4 timestamp: low 32 bits of seconds, and (nanoseconds << 2 | epoch bits) in the extra field. */
+function writeTime(b: Buffer, sec: number, nsec: number, at: number, extraAt: number): void {
+  if (sec < MIN_TIME) [sec, nsec] = [MIN_TIME, 0];
+  if (sec > MAX_TIME) [sec, nsec] = [MAX_TIME, 999_999_999];
+  const lo = sec | 0; // low 32 bits, signed
+  const epoch = ((sec - lo) / 2 ** 32) & 3;
+  b.writeInt32LE(lo, at);
+  b.writeUInt32LE(((nsec << 2) | epoch) >>> 0, extraAt);
+}
+
 export class Ext4Writer {
   private readonly fd: number;
   private readonly maxBlocks: number;
@@ -108,9 +171,21 @@ export class Ext4Writer {
   private next: number;
   private seq = 0;
   private readonly root: Node;
-  private buf = Buffer.allocUnsafe(1 << 20);
+  private buf: Buffer = Buffer.allocUnsafe(WRITE_BUFFER);
   private bufLen = 0;
   private bufStart = 0;
+  /** data buffers handed to the background writer come back here */
+  private readonly spare: Buffer[] = [Buffer.allocUnsafe(WRITE_BUFFER), Buffer.allocUnsafe(WRITE_BUFFER)];
+  /** the background writes, one after another (so completions arrive in block order) */
+  private writing: Promise<void> = Promise.resolve();
+  private inflight = 0;
+  private writeError: unknown;
+  /** set once finishing: every write is synchronous from then on */
+  private finishing = false;
+  /** the tail of a file body that does not fill a block yet */
+  private readonly partial = Buffer.alloc(BLOCK);
+  /** called with the block number up to which the image is written (for streaming consumers) */
+  onFlush: ((writtenBlocks: number) => void) | undefined;
 
   constructor(
     private readonly path: string,
@@ -122,30 +197,49 @@ export class Ext4Writer {
     this.gdtReserved = Math.ceil(Math.ceil(this.maxBlocks / BLOCKS_PER_GROUP) / (BLOCK / 32));
     this.next = 1 + this.gdtReserved;
     this.bufStart = this.next;
+    // an existing regular file is replaced by a new one rather than truncated: ext4 (auto_da_alloc)
+    // flushes a truncated-and-rewritten file on close, which stalls for the whole image
+    if (lstatSync(path, { throwIfNoEntry: false })?.isFile()) unlinkSync(path);
     this.fd = openSync(path, 'w');
-    this.root = this.newNode('dir', 0o755, 0, 0, ZERO_TIME, ZERO_TIME, ZERO_TIME);
-    const lpf = this.newNode('dir', 0o700, 0, 0, ZERO_TIME, ZERO_TIME, ZERO_TIME);
+    this.root = this.newNode('dir', 0o755, 0, 0);
+    const lpf = this.newNode('dir', 0o700, 0, 0);
     this.root.children!.set('lost+found', lpf);
   }
 
-  private newNode(kind: Kind, perm: number, uid: number, gid: number, atime: TarTime, mtime: TarTime, ctime: TarTime): Node {
+  /** First block of file data: block 0 and the group descriptor area are written last. */
+  get firstDataBlock(): number {
+    return 1 + this.gdtReserved;
+  }
+
+  private newNode(kind: Kind, perm: number, uid: number, gid: number, atime?: TarTime, mtime?: TarTime, ctime?: TarTime): Node {
     return {
       kind,
       perm: perm & 0o7777,
       uid,
       gid,
-      atime,
-      mtime,
-      ctime,
+      aSec: atime ? Number(atime.sec) : 0,
+      aNsec: atime ? atime.nsec : 0,
+      mSec: mtime ? Number(mtime.sec) : 0,
+      mNsec: mtime ? mtime.nsec : 0,
+      cSec: ctime ? Number(ctime.sec) : 0,
+      cNsec: ctime ? ctime.nsec : 0,
       size: 0,
       extents: [],
       dataBlocks: 0,
+      target: undefined,
       devMajor: 0,
       devMinor: 0,
-      xattrs: new Map(),
+      xattrs: undefined,
       children: kind === 'dir' ? new Map() : undefined,
       seq: this.seq++,
       ino: 0,
+      inline: undefined,
+      links: 0,
+      parent: undefined,
+      xattrBlock: 0,
+      extraBlocks: 0,
+      iblock: undefined,
+      placed: undefined,
     };
   }
 
@@ -166,19 +260,75 @@ export class Ext4Writer {
     if (blocks * BLOCK > this.buf.length) {
       this.writeAt(data, first * BLOCK);
       this.bufStart = first + blocks;
-    } else {
-      data.copy(this.buf, this.bufLen);
-      this.buf.fill(0, this.bufLen + data.length, this.bufLen + blocks * BLOCK);
-      this.bufLen += blocks * BLOCK;
+      this.next += blocks;
+      this.reportWritten(this.next);
+      return first;
     }
+    data.copy(this.buf, this.bufLen);
+    this.buf.fill(0, this.bufLen + data.length, this.bufLen + blocks * BLOCK);
+    this.bufLen += blocks * BLOCK;
     this.next += blocks;
     return first;
   }
 
+  /** Appends the block at `src[off, off+4096)` (no allocation: the data path). */
+  private appendBlockFrom(src: Buffer, off: number): number {
+    const at = this.next;
+    this.checkSize(at + 1);
+    if (this.bufLen + BLOCK > this.buf.length) this.flush();
+    src.copy(this.buf, this.bufLen, off, off + BLOCK);
+    this.bufLen += BLOCK;
+    this.next++;
+    return at;
+  }
+
+  /**
+   * Writes the buffered blocks. While tar data streams in, the write runs on libuv's thread
+   * pool (the buffer is swapped for a spare one) so the copy into the page cache overlaps
+   * parsing; `onFlush` reports progress only once the bytes are in the file.
+   */
   private flush(): void {
-    if (this.bufLen > 0) this.writeAt(this.buf.subarray(0, this.bufLen), this.bufStart * BLOCK);
+    if (this.writeError) throw this.writeError;
+    const data = this.buf.subarray(0, this.bufLen);
+    const pos = this.bufStart * BLOCK;
+    const end = this.next;
     this.bufStart = this.next;
     this.bufLen = 0;
+    const spare = this.finishing ? undefined : this.spare.pop();
+    if (!spare) {
+      // no spare buffer (or finishing): write now
+      if (data.length > 0) this.writeAt(data, pos);
+      this.reportWritten(end);
+      return;
+    }
+    const full = this.buf;
+    this.buf = spare;
+    this.inflight++;
+    this.writing = this.writing
+      .then(() => writeFully(this.fd, data, pos))
+      .then(
+        () => this.onFlush?.(end),
+        (err: unknown) => {
+          this.writeError ??= err;
+        },
+      )
+      .finally(() => {
+        this.inflight--;
+        this.spare.push(full);
+      });
+  }
+
+  /** Tells `onFlush` that blocks before `end` are in the file (after the background writes before them). */
+  private reportWritten(end: number): void {
+    if (!this.onFlush) return;
+    if (this.inflight === 0) this.onFlush(end);
+    else this.writing = this.writing.then(() => this.onFlush?.(end));
+  }
+
+  /** Waits until at most `max` background writes are pending; rethrows a write error. */
+  private async settle(max: number): Promise<void> {
+    while (this.inflight > max) await this.writing;
+    if (this.writeError) throw this.writeError;
   }
 
   private writeAt(data: Buffer, pos: number): void {
@@ -200,11 +350,12 @@ export class Ext4Writer {
   /** The directory for `parts` (all but the last), created as tar extraction would. */
   private parentOf(parts: string[], entry: string): Node {
     let n = this.root;
-    for (const p of parts.slice(0, -1)) {
+    for (let i = 0; i < parts.length - 1; i++) {
+      const p = parts[i]!;
       let c = n.children!.get(p);
       if (!c || c.kind !== 'dir') {
         if (c) throw invalidArgument(`tar entry "${entry}": "${p}" is not a directory`, { entry });
-        c = this.newNode('dir', 0o755, 0, 0, ZERO_TIME, ZERO_TIME, ZERO_TIME);
+        c = this.newNode('dir', 0o755, 0, 0);
         n.children!.set(p, c);
       }
       n = c;
@@ -216,7 +367,6 @@ export class Ext4Writer {
   private place(parts: string[], node: Node, entry: string): void {
     if (parts.length === 0) {
       if (node.kind !== 'dir') throw invalidArgument(`tar entry "${entry}": the root must be a directory`, { entry });
-      node.children = this.root.children;
       Object.assign(this.root, { ...node, children: this.root.children, seq: this.root.seq });
       return;
     }
@@ -230,16 +380,22 @@ export class Ext4Writer {
     dir.children!.set(name, node);
   }
 
-  private xattrsOf(e: TarEntry): Map<string, Buffer> {
-    const m = new Map<string, Buffer>();
-    for (const r of [...e.header.globalPax, ...e.header.pax]) {
-      if (r.key.startsWith('SCHILY.xattr.')) m.set(r.key.slice('SCHILY.xattr.'.length), r.value);
+  /** `SCHILY.xattr.*` records, copied (the records are views of input chunks). */
+  private xattrsOf(e: TarEntry): Map<string, Buffer> | undefined {
+    let m: Map<string, Buffer> | undefined;
+    for (const list of [e.header.globalPax, e.header.pax]) {
+      for (const r of list) {
+        if (!r.key.startsWith('SCHILY.xattr.')) continue;
+        m ??= new Map();
+        m.set(r.key.slice('SCHILY.xattr.'.length), ownCopy(r.value));
+      }
     }
     return m;
   }
 
   /** Adds one tar entry (its body is consumed for regular files). */
   async add(e: TarEntry): Promise<void> {
+    if (this.inflight > 1) await this.settle(1);
     const h = e.header;
     const name = h.name;
     let parts = tarPathParts(name);
@@ -249,11 +405,11 @@ export class Ext4Writer {
     if (this.opts.convertWhiteouts && last.startsWith('.wh.')) {
       if (last === '.wh..wh..opq') {
         const dir = this.parentOf(parts, name);
-        dir.xattrs.set('trusted.overlay.opaque', Buffer.from('y'));
+        (dir.xattrs ??= new Map()).set('trusted.overlay.opaque', ownCopy(Buffer.from('y')));
         return;
       }
       parts = [...parts.slice(0, -1), last.slice('.wh.'.length)];
-      const n = this.newNode('char', 0, 0, 0, ZERO_TIME, ZERO_TIME, ZERO_TIME);
+      const n = this.newNode('char', 0, 0, 0);
       this.place(parts, n, name);
       return;
     }
@@ -277,9 +433,10 @@ export class Ext4Writer {
       }
       case 'symlink': {
         const n = this.newNode('symlink', 0o777, h.uid, h.gid, atime, h.mtime, ctime);
-        n.target = Buffer.from(h.linkname, 'utf8');
-        if (n.target.length === 0 || n.target.length >= BLOCK) throw invalidArgument(`tar entry "${name}": symlink target length ${n.target.length}`, { entry: name });
-        n.size = n.target.length;
+        const len = Buffer.byteLength(h.linkname, 'utf8');
+        if (len === 0 || len >= BLOCK) throw invalidArgument(`tar entry "${name}": symlink target length ${len}`, { entry: name });
+        n.target = h.linkname;
+        n.size = len;
         n.xattrs = this.xattrsOf(e);
         this.place(parts, n, name);
         return;
@@ -308,47 +465,50 @@ export class Ext4Writer {
     }
   }
 
+  /** One data block of `n` at logical block `logical`: appended unless it is all zero (a hole). */
+  private addBlock(n: Node, logical: number, src: Buffer, off: number): void {
+    if (src.compare(ZERO_BLOCK, 0, BLOCK, off, off + BLOCK) === 0) return;
+    const phys = this.appendBlockFrom(src, off);
+    const x = n.extents;
+    const k = x.length - 3;
+    if (k >= 0 && x[k]! + x[k + 1]! === logical && x[k + 2]! + x[k + 1]! === phys && x[k + 1]! < MAX_EXTENT_LEN) x[k + 1]!++;
+    else x.push(logical, 1, phys);
+    n.dataBlocks++;
+  }
+
   /** Streams a regular file's body: non-zero blocks appended contiguously, zero blocks left as holes. */
   private async writeData(n: Node, e: TarEntry): Promise<void> {
     if (this.opts.inlineData && e.header.size <= INLINE_MAX) {
-      const parts: Buffer[] = [];
-      for await (const c of e.body) parts.push(Buffer.from(c));
-      n.inline = Buffer.concat(parts);
-      n.size = n.inline.length;
-      if (n.size !== e.header.size) throw invalidArgument(`tar entry "${e.header.name}": body has ${n.size} of ${e.header.size} bytes`, { entry: e.header.name });
+      const data = Buffer.allocUnsafeSlow(e.header.size);
+      let got = 0;
+      for await (const c of e.body) got += c.copy(data, got);
+      n.inline = data;
+      n.size = got;
+      if (got !== e.header.size) throw invalidArgument(`tar entry "${e.header.name}": body has ${got} of ${e.header.size} bytes`, { entry: e.header.name });
       return;
     }
+    const partial = this.partial;
+    let partialLen = 0;
     let logical = 0;
-    let partial = Buffer.alloc(0);
-    const addBlock = (b: Buffer) => {
-      if (!b.equals(ZERO_BLOCK)) {
-        const phys = this.append(b);
-        const lastExt = n.extents[n.extents.length - 1];
-        if (lastExt && lastExt[0] + lastExt[1] === logical && lastExt[2] + lastExt[1] === phys && lastExt[1] < MAX_EXTENT_LEN) lastExt[1]++;
-        else n.extents.push([logical, 1, phys]);
-        n.dataBlocks++;
-      }
-      logical++;
-    };
-    for await (const chunk of e.body) {
-      let c = chunk;
+    for await (const c of e.body) {
+      if (this.inflight > 1) await this.settle(1);
       n.size += c.length;
-      if (partial.length > 0) {
-        const need = BLOCK - partial.length;
-        partial = Buffer.concat([partial, c.subarray(0, need)]);
-        c = c.subarray(need);
-        if (partial.length < BLOCK) continue;
-        addBlock(partial);
-        partial = Buffer.alloc(0);
-      }
       let off = 0;
-      for (; off + BLOCK <= c.length; off += BLOCK) addBlock(c.subarray(off, off + BLOCK));
-      if (off < c.length) partial = Buffer.from(c.subarray(off));
+      if (partialLen > 0) {
+        const k = Math.min(BLOCK - partialLen, c.length);
+        c.copy(partial, partialLen, 0, k);
+        partialLen += k;
+        off = k;
+        if (partialLen < BLOCK) continue;
+        this.addBlock(n, logical++, partial, 0);
+        partialLen = 0;
+      }
+      for (; off + BLOCK <= c.length; off += BLOCK) this.addBlock(n, logical++, c, off);
+      if (off < c.length) partialLen = c.copy(partial, 0, off);
     }
-    if (partial.length > 0) {
-      const b = Buffer.alloc(BLOCK);
-      partial.copy(b);
-      addBlock(b);
+    if (partialLen > 0) {
+      partial.fill(0, partialLen);
+      this.addBlock(n, logical++, partial, 0);
     }
     if (n.size !== e.header.size) throw invalidArgument(`tar entry "${e.header.name}": body has ${n.size} of ${e.header.size} bytes`, { entry: e.header.name });
   }
@@ -356,8 +516,11 @@ export class Ext4Writer {
   // ---- close: metadata, inode tables, bitmaps, descriptors, superblock --------------------------
 
   /** Writes the metadata and closes the file. `uuidSeed` makes the UUID (e.g. the tar digest). */
-  close(uuidSeed = ''): Ext4Result {
+  async close(uuidSeed = ''): Promise<Ext4Result> {
     try {
+      this.flush();
+      await this.settle(0);
+      this.finishing = true;
       return this.finish(uuidSeed);
     } finally {
       closeSync(this.fd);
@@ -365,7 +528,8 @@ export class Ext4Writer {
   }
 
   /** Closes the file without finishing the filesystem (on error). */
-  abort(): void {
+  async abort(): Promise<void> {
+    await this.writing;
     try {
       closeSync(this.fd);
     } catch {
@@ -373,100 +537,93 @@ export class Ext4Writer {
     }
   }
 
-  private finish(uuidSeed: string): Ext4Result {
-    // live nodes, their link counts and parents; inode numbers in creation order
-    const live = new Map<Node, { links: number; parent: Node }>();
+  /** Live inodes in inode-number order, with link counts and parents set. */
+  private numberInodes(): Node[] {
+    const found: Node[] = [];
     const walk = (dir: Node, parent: Node) => {
-      live.set(dir, { links: 0, parent });
+      dir.parent = parent;
+      found.push(dir);
+      let subdirs = 0;
       for (const c of dir.children!.values()) {
-        if (c.kind === 'dir') walk(c, dir);
-        else {
-          const l = live.get(c);
-          if (l) l.links++;
-          else live.set(c, { links: 1, parent: dir });
+        if (c.kind === 'dir') {
+          subdirs++;
+          walk(c, dir);
+        } else if (c.links++ === 0) {
+          c.parent = dir;
+          found.push(c);
         }
       }
+      dir.links = 2 + subdirs;
     };
     walk(this.root, this.root);
-    const lpf = this.root.children!.get('lost+found');
-    const ordered = [...live.keys()].filter((n) => n !== this.root && n !== lpf).sort((a, b) => a.seq - b.seq);
+    const found0 = this.root.children!.get('lost+found');
+    const lpf = found0?.kind === 'dir' ? found0 : undefined;
+    const ordered = found.filter((n) => n !== this.root && n !== lpf).sort((a, b) => a.seq - b.seq);
     this.root.ino = 2;
     let ino = FIRST_INO;
-    if (lpf && lpf.kind === 'dir') lpf.ino = ino++;
+    if (lpf) lpf.ino = ino++;
     else ino++; // 11 stays reserved when the tar replaced lost+found by a non-directory
     for (const n of ordered) n.ino = ino++;
-    const inodeCount = ino - 1;
-    const byIno: Node[] = [this.root, ...(lpf && lpf.kind === 'dir' ? [lpf] : []), ...ordered];
-    for (const n of byIno) {
-      if (n.kind === 'dir') {
-        let subdirs = 0;
-        for (const c of n.children!.values()) if (c.kind === 'dir') subdirs++;
-        live.get(n)!.links = 2 + subdirs;
-      }
-    }
+    return [this.root, ...(lpf ? [lpf] : []), ...ordered];
+  }
 
-    // directory blocks, extent trees, xattr blocks, long symlinks: appended in inode order
-    const meta = new Map<Node, { treeBlocks: number[]; root: Buffer; xattrBlock: number; inInode: ReturnType<typeof placeXattrs>['inInode']; extraBlocks: number }>();
-    for (const n of byIno) {
-      let extraBlocks = 0;
-      if (n.kind === 'dir') {
-        const blocks = this.encodeDir(n, live.get(n)!.parent);
-        const first = this.append(blocks);
-        const count = blocks.length / BLOCK;
-        n.size = blocks.length;
-        n.dataBlocks = count;
-        n.extents = [];
-        for (let i = 0; i < count; i += MAX_EXTENT_LEN) n.extents.push([i, Math.min(MAX_EXTENT_LEN, count - i), first + i]);
-      } else if (n.kind === 'symlink' && n.target!.length >= 60) {
-        n.extents = [[0, 1, this.append(n.target!)]];
-        n.dataBlocks = 1;
-      }
-      let root: Buffer = Buffer.alloc(60);
-      const treeBlocks: number[] = [];
-      if ((n.kind === 'file' && !n.inline) || n.kind === 'dir' || (n.kind === 'symlink' && n.target!.length >= 60)) {
-        const t = this.extentTree(n.extents);
-        root = t.root;
-        treeBlocks.push(...t.blocks);
-        extraBlocks += t.blocks.length;
-      } else if (n.kind === 'symlink') {
-        n.target!.copy(root);
-      } else if (n.kind === 'char' || n.kind === 'block') {
-        if (n.devMajor < 256 && n.devMinor < 256) root.writeUInt32LE((n.devMajor << 8) | n.devMinor, 0);
-        else root.writeUInt32LE(((n.devMinor & 0xff) | (n.devMajor << 8) | ((n.devMinor & ~0xff) << 12)) >>> 0, 4);
-      }
-      const xs: Xattr[] = [...n.xattrs].map(([name, value]) => ({ name, value }));
-      let placed;
-      if (n.inline) {
-        try {
-          placed = placeXattrs(xs, undefined, { name: 'system.data', value: n.inline.subarray(Math.min(60, n.inline.length)) });
-          root = Buffer.alloc(60);
-          n.inline.copy(root, 0, 0, Math.min(60, n.inline.length));
-        } catch {
-          // other xattrs leave no room: store the file in a block after all
-          const data = n.inline;
-          n.inline = undefined;
-          if (data.length > 0 && !data.equals(Buffer.alloc(data.length))) {
-            const b = Buffer.alloc(BLOCK);
-            data.copy(b);
-            n.extents = [[0, 1, this.append(b)]];
-            n.dataBlocks = 1;
-          }
-          const t = this.extentTree(n.extents);
-          root = t.root;
+  /** Appends what an inode needs besides file data: directory blocks, long symlink, extent tree, xattr block. */
+  private appendInodeMetadata(n: Node): void {
+    if (n.kind === 'dir') {
+      const blocks = this.encodeDir(n, n.parent!);
+      const first = this.append(blocks);
+      const count = blocks.length / BLOCK;
+      n.size = blocks.length;
+      n.dataBlocks = count;
+      n.extents = [];
+      for (let i = 0; i < count; i += MAX_EXTENT_LEN) n.extents.push(i, Math.min(MAX_EXTENT_LEN, count - i), first + i);
+    } else if (n.kind === 'symlink' && n.size >= 60) {
+      n.extents = [0, 1, this.append(Buffer.from(n.target!, 'utf8'))];
+      n.dataBlocks = 1;
+    }
+    const xs: Xattr[] | undefined = n.xattrs && [...n.xattrs].map(([name, value]) => ({ name, value }));
+    if (n.inline) {
+      try {
+        n.placed = placeXattrs(xs ?? [], undefined, { name: 'system.data', value: n.inline.subarray(Math.min(60, n.inline.length)) });
+        n.iblock = Buffer.alloc(60);
+        n.inline.copy(n.iblock, 0, 0, Math.min(60, n.inline.length));
+      } catch {
+        // other xattrs leave no room: store the file in a block after all
+        const data = n.inline;
+        n.inline = undefined;
+        if (data.length > 0 && !data.equals(Buffer.alloc(data.length))) {
+          const b = Buffer.alloc(BLOCK);
+          data.copy(b);
+          n.extents = [0, 1, this.append(b)];
+          n.dataBlocks = 1;
         }
       }
-      try {
-        placed ??= placeXattrs(xs);
-      } catch (err) {
-        throw invalidArgument(`inode ${n.ino}: ${(err as Error).message}`);
-      }
-      let xattrBlock = 0;
-      if (placed.block.length > 0) {
-        xattrBlock = this.append(encodeXattrBlock(placed.block));
-        extraBlocks++;
-      }
-      meta.set(n, { treeBlocks, root, xattrBlock, inInode: placed.inInode, extraBlocks });
     }
+    if (usesExtents(n) && n.extents.length > 4 * 3) {
+      const t = this.extentTree(n.extents);
+      n.iblock = t.root;
+      n.extraBlocks += t.blocks;
+    }
+    try {
+      if (xs && !n.placed) n.placed = placeXattrs(xs);
+    } catch (err) {
+      throw invalidArgument(`inode ${n.ino}: ${(err as Error).message}`);
+    }
+    if (n.placed && n.placed.block.length > 0) {
+      n.xattrBlock = this.append(encodeXattrBlock(n.placed.block));
+      n.extraBlocks++;
+    }
+  }
+
+  private finish(uuidSeed: string): Ext4Result {
+    const byIno = this.numberInodes();
+    const inodeCount = Math.max(FIRST_INO, byIno[byIno.length - 1]!.ino);
+
+    // directory blocks, extent trees, xattr blocks, long symlinks: appended in inode order;
+    // every block from here to M belongs to a live inode
+    this.flush();
+    const metaStart = this.next;
+    for (const n of byIno) this.appendInodeMetadata(n);
     this.flush();
 
     // groups and inode tables
@@ -497,34 +654,45 @@ export class Ext4Writer {
     total = Math.max(total, (groups - 1) * BLOCKS_PER_GROUP + 1);
     this.checkSize(total);
 
-    // inode tables
-    const table = Buffer.alloc(groups * itb * BLOCK);
-    for (const n of byIno) {
-      const m = meta.get(n)!;
-      const at = (n.ino - 1) * INODE_SIZE;
-      this.encodeInode(n, live.get(n)!.links, m).copy(table, at);
+    // inode tables, one group at a time (memory stays bounded by one group's table)
+    const table = Buffer.alloc(itb * BLOCK);
+    const scratch = Buffer.alloc(INODE_SIZE);
+    let at = 0;
+    for (let g = 0; g < groups; g++) {
+      table.fill(0);
+      const firstIno = g * ipg + 1;
+      for (; at < byIno.length && byIno[at]!.ino < firstIno + ipg; at++) {
+        const n = byIno[at]!;
+        this.encodeInode(n, scratch);
+        scratch.copy(table, (n.ino - firstIno) * INODE_SIZE);
+      }
+      this.writeAt(table, (itStart + g * itb) * BLOCK);
     }
-    // used blocks
+
+    // used blocks: block 0 + descriptors, file data of live inodes, all metadata, the tables
     const used = new Uint8Array(groups * BLOCK);
     const mark = (first: number, count: number) => {
-      for (let b = first; b < first + count; b++) used[b >> 3]! |= 1 << (b & 7);
+      let b = first;
+      const end = first + count;
+      for (; b < end && b & 7; b++) used[b >> 3]! |= 1 << (b & 7);
+      for (; b + 8 <= end; b += 8) used[b >> 3] = 0xff;
+      for (; b < end; b++) used[b >> 3]! |= 1 << (b & 7);
     };
     mark(0, 1 + gdtBlocks);
     for (const n of byIno) {
-      const m = meta.get(n)!;
-      for (const [, len, phys] of n.extents) mark(phys, len);
-      for (const b of m.treeBlocks) mark(b, 1);
-      if (m.xattrBlock) mark(m.xattrBlock, 1);
+      if (n.kind !== 'file') continue;
+      const x = n.extents;
+      for (let i = 0; i < x.length; i += 3) if (x[i + 2]! < metaStart) mark(x[i + 2]!, x[i + 1]!);
     }
+    mark(metaStart, M - metaStart);
     mark(itStart, groups * (itb + 2));
-    for (let b = total; b < groups * BLOCKS_PER_GROUP; b++) used[b >> 3]! |= 1 << (b & 7); // past the end
+    mark(total, groups * BLOCKS_PER_GROUP - total); // past the end
     const usedInodes = new Uint8Array(groups * BLOCK);
-    for (let i = 0; i < inodeCount; i++) {
-      const g = Math.floor(i / ipg);
-      const bit = g * BLOCK * 8 + (i % ipg);
-      usedInodes[bit >> 3]! |= 1 << (bit & 7);
+    for (let g = 0; g < groups; g++) {
+      const inGroup = Math.max(0, Math.min(ipg, inodeCount - g * ipg));
+      for (let i = 0; i < BLOCK * 8; i++) if (i < inGroup || i >= ipg) usedInodes[g * BLOCK + (i >> 3)]! |= 1 << (i & 7);
     }
-    for (let g = 0; g < groups; g++) for (let i = ipg; i < BLOCK * 8; i++) usedInodes[g * BLOCK + (i >> 3)]! |= 1 << (i & 7);
+    if (!byIno.some((n) => n.ino === FIRST_INO)) usedInodes[(FIRST_INO - 1) >> 3]! &= ~(1 << ((FIRST_INO - 1) & 7)); // lost+found was replaced
 
     const gdt = Buffer.alloc(gdtBlocks * BLOCK);
     let freeBlocks = 0;
@@ -555,7 +723,6 @@ export class Ext4Writer {
     const bitmaps = Buffer.alloc(groups * 2 * BLOCK);
     Buffer.from(used.buffer, used.byteOffset, used.byteLength).copy(bitmaps, 0);
     Buffer.from(usedInodes.buffer, usedInodes.byteOffset, usedInodes.byteLength).copy(bitmaps, groups * BLOCK);
-    this.writeAt(table, itStart * BLOCK);
     this.writeAt(bitmaps, bbStart * BLOCK);
     this.writeAt(gdt, BLOCK);
 
@@ -568,40 +735,50 @@ export class Ext4Writer {
     return { size: total * BLOCK, blocks: total, inodes: inodeCount, uuid };
   }
 
+  /** The directory's blocks (linear entries: ".", "..", then children in insertion order). */
   private encodeDir(dir: Node, parent: Node): Buffer {
-    const entries: [number, number, Buffer][] = [
-      [dir.ino, FILE_TYPE.dir, Buffer.from('.')],
-      [parent.ino, FILE_TYPE.dir, Buffer.from('..')],
-    ];
-    for (const [name, c] of dir.children!) entries.push([c.ino, FILE_TYPE[c.kind], Buffer.from(name, 'utf8')]);
-    const blocks: Buffer[] = [];
-    let cur = Buffer.alloc(BLOCK);
-    let pos = 0;
-    let lastAt = -1;
-    const closeBlock = () => {
-      if (lastAt >= 0) cur.writeUInt16LE(BLOCK - lastAt, lastAt + 4);
-      blocks.push(cur);
-      cur = Buffer.alloc(BLOCK);
-      pos = 0;
-      lastAt = -1;
-    };
-    for (const [ino, type, name] of entries) {
-      const len = (8 + name.length + 3) & ~3;
-      if (pos + len > BLOCK) closeBlock();
-      cur.writeUInt32LE(ino, pos);
-      cur.writeUInt16LE(len, pos + 4);
-      cur.writeUInt8(name.length, pos + 6);
-      cur.writeUInt8(type, pos + 7);
-      name.copy(cur, pos + 8);
-      lastAt = pos;
+    const recLen = (nameBytes: number) => (8 + nameBytes + 3) & ~3;
+    // size first, so the blocks are one allocation
+    let blocks = 1;
+    let pos = recLen(1) + recLen(2);
+    for (const name of dir.children!.keys()) {
+      const len = recLen(Buffer.byteLength(name, 'utf8'));
+      if (pos + len > BLOCK) {
+        blocks++;
+        pos = 0;
+      }
       pos += len;
     }
-    closeBlock();
-    return Buffer.concat(blocks);
+    const out = Buffer.alloc(blocks * BLOCK);
+    let base = 0;
+    pos = 0;
+    let lastAt = -1;
+    const put = (ino: number, type: number, name: string) => {
+      const nameBytes = Buffer.byteLength(name, 'utf8');
+      const len = recLen(nameBytes);
+      if (pos + len > BLOCK) {
+        out.writeUInt16LE(BLOCK - (lastAt - base), lastAt + 4);
+        base += BLOCK;
+        pos = 0;
+      }
+      const at = base + pos;
+      out.writeUInt32LE(ino, at);
+      out.writeUInt16LE(len, at + 4);
+      out[at + 6] = nameBytes;
+      out[at + 7] = type;
+      out.write(name, at + 8, nameBytes, 'utf8');
+      lastAt = at;
+      pos += len;
+    };
+    put(dir.ino, FILE_TYPE.dir, '.');
+    put(parent.ino, FILE_TYPE.dir, '..');
+    for (const [name, c] of dir.children!) put(c.ino, FILE_TYPE[c.kind], name);
+    out.writeUInt16LE(BLOCK - (lastAt - base), lastAt + 4);
+    return out;
   }
 
-  /** The in-inode extent root and the tree blocks (appended now) for a list of extents. */
-  private extentTree(extents: [number, number, number][]): { root: Buffer; blocks: number[] } {
+  /** The in-inode extent index root for more than four extents; the tree blocks are appended now. */
+  private extentTree(extents: number[]): { root: Buffer; blocks: number } {
     const header = (buf: Buffer, at: number, entries: number, max: number, depth: number) => {
       buf.writeUInt16LE(0xf30a, at);
       buf.writeUInt16LE(entries, at + 2);
@@ -609,35 +786,23 @@ export class Ext4Writer {
       buf.writeUInt16LE(depth, at + 6);
       buf.writeUInt32LE(0, at + 8);
     };
-    const leafEntry = (buf: Buffer, at: number, [lb, len, phys]: [number, number, number]) => {
-      buf.writeUInt32LE(lb, at);
-      buf.writeUInt16LE(len, at + 4);
-      buf.writeUInt16LE(Math.floor(phys / 2 ** 32), at + 6);
-      buf.writeUInt32LE(phys % 2 ** 32, at + 8);
-    };
     const indexEntry = (buf: Buffer, at: number, lb: number, block: number) => {
       buf.writeUInt32LE(lb, at);
       buf.writeUInt32LE(block % 2 ** 32, at + 4);
       buf.writeUInt16LE(Math.floor(block / 2 ** 32), at + 8);
       buf.writeUInt16LE(0, at + 10);
     };
-    const root = Buffer.alloc(60);
-    if (extents.length <= 4) {
-      header(root, 0, extents.length, 4, 0);
-      extents.forEach((e, i) => leafEntry(root, 12 + i * 12, e));
-      return { root, blocks: [] };
-    }
     // build levels bottom-up: each level is a list of [first logical block, block number]
-    const blocks: number[] = [];
+    let blocks = 0;
     let level: [number, number][] = [];
-    for (let i = 0; i < extents.length; i += EXTENTS_PER_BLOCK) {
-      const chunk = extents.slice(i, i + EXTENTS_PER_BLOCK);
+    const count = extents.length / 3;
+    for (let i = 0; i < count; i += EXTENTS_PER_BLOCK) {
+      const n = Math.min(EXTENTS_PER_BLOCK, count - i);
       const b = Buffer.alloc(BLOCK);
-      header(b, 0, chunk.length, EXTENTS_PER_BLOCK, 0);
-      chunk.forEach((e, j) => leafEntry(b, 12 + j * 12, e));
-      const at = this.append(b);
-      blocks.push(at);
-      level.push([chunk[0]![0], at]);
+      header(b, 0, n, EXTENTS_PER_BLOCK, 0);
+      for (let j = 0; j < n; j++) writeLeafEntry(b, 12 + j * 12, extents, (i + j) * 3);
+      level.push([extents[i * 3]!, this.append(b)]);
+      blocks++;
     }
     let depth = 1;
     while (level.length > 4) {
@@ -647,55 +812,56 @@ export class Ext4Writer {
         const b = Buffer.alloc(BLOCK);
         header(b, 0, chunk.length, EXTENTS_PER_BLOCK, depth);
         chunk.forEach(([lb, blk], j) => indexEntry(b, 12 + j * 12, lb, blk));
-        const at = this.append(b);
-        blocks.push(at);
-        up.push([chunk[0]![0], at]);
+        up.push([chunk[0]![0], this.append(b)]);
+        blocks++;
       }
       level = up;
       depth++;
     }
+    const root = Buffer.alloc(60);
     header(root, 0, level.length, 4, depth);
     level.forEach(([lb, blk], i) => indexEntry(root, 12 + i * 12, lb, blk));
     return { root, blocks };
   }
 
-  private encodeInode(n: Node, links: number, m: { root: Buffer; xattrBlock: number; inInode: ReturnType<typeof placeXattrs>['inInode']; extraBlocks: number }): Buffer {
-    const b = Buffer.alloc(INODE_SIZE);
+  /** Encodes inode `n` into `b` (256 bytes, overwritten). */
+  private encodeInode(n: Node, b: Buffer): void {
+    b.fill(0);
     b.writeUInt16LE(S_IFMT[n.kind] | n.perm, 0);
     b.writeUInt16LE(n.uid & 0xffff, 2);
     b.writeUInt32LE(n.size % 2 ** 32, 4);
-    const time = (t: TarTime, at: number, extraAt: number) => {
-      let sec = t.sec;
-      const min = -(2n ** 31n);
-      const max = 2n ** 34n + 2n ** 31n - 1n;
-      let nsec = t.nsec;
-      if (sec < min) [sec, nsec] = [min, 0];
-      if (sec > max) [sec, nsec] = [max, 999_999_999];
-      const lo = BigInt.asIntN(32, sec);
-      const epoch = Number((sec - lo) >> 32n) & 3;
-      b.writeInt32LE(Number(lo), at);
-      b.writeUInt32LE(((nsec << 2) | epoch) >>> 0, extraAt);
-    };
-    time(n.atime, 8, 140);
-    time(n.ctime, 12, 132);
-    time(n.mtime, 16, 136);
-    time(n.mtime, 144, 148); // crtime = mtime, as tar2ext4
+    writeTime(b, n.aSec, n.aNsec, 8, 140);
+    writeTime(b, n.cSec, n.cNsec, 12, 132);
+    writeTime(b, n.mSec, n.mNsec, 16, 136);
+    writeTime(b, n.mSec, n.mNsec, 144, 148); // crtime = mtime, as tar2ext4
     b.writeUInt16LE(n.gid & 0xffff, 24);
-    b.writeUInt16LE(Math.min(links, 0xffff) > 65000 ? 1 : links, 26);
-    const sectors = (n.dataBlocks + m.extraBlocks) * (BLOCK / 512);
+    b.writeUInt16LE(n.links > 65000 ? 1 : n.links, 26);
+    const sectors = (n.dataBlocks + n.extraBlocks) * (BLOCK / 512);
     b.writeUInt32LE(sectors % 2 ** 32, 28);
     b.writeUInt16LE(Math.floor(sectors / 2 ** 32), 116);
-    const usesExtents = (n.kind === 'file' && !n.inline) || n.kind === 'dir' || (n.kind === 'symlink' && n.target!.length >= 60);
-    b.writeUInt32LE(n.inline ? INLINE_DATA_FL : usesExtents ? 0x80000 : 0, 32);
-    m.root.copy(b, 40);
-    b.writeUInt32LE(m.xattrBlock % 2 ** 32, 104);
-    b.writeUInt16LE(Math.floor(m.xattrBlock / 2 ** 32), 118);
+    const extents = usesExtents(n);
+    b.writeUInt32LE(n.inline ? INLINE_DATA_FL : extents ? 0x80000 : 0, 32);
+    // i_block (60 bytes at 40)
+    if (n.iblock) n.iblock.copy(b, 40);
+    else if (extents) {
+      const count = n.extents.length / 3;
+      b.writeUInt16LE(0xf30a, 40);
+      b.writeUInt16LE(count, 42);
+      b.writeUInt16LE(4, 44);
+      for (let i = 0; i < count; i++) writeLeafEntry(b, 52 + i * 12, n.extents, i * 3);
+    } else if (n.kind === 'symlink') {
+      b.write(n.target!, 40, 60, 'utf8');
+    } else if (n.kind === 'char' || n.kind === 'block') {
+      if (n.devMajor < 256 && n.devMinor < 256) b.writeUInt32LE((n.devMajor << 8) | n.devMinor, 40);
+      else b.writeUInt32LE(((n.devMinor & 0xff) | (n.devMajor << 8) | ((n.devMinor & ~0xff) << 12)) >>> 0, 44);
+    }
+    b.writeUInt32LE(n.xattrBlock % 2 ** 32, 104);
+    b.writeUInt16LE(Math.floor(n.xattrBlock / 2 ** 32), 118);
     b.writeUInt32LE(Math.floor(n.size / 2 ** 32), 108);
     b.writeUInt16LE(n.uid >>> 16, 120);
     b.writeUInt16LE(n.gid >>> 16, 122);
     b.writeUInt16LE(EXTRA_ISIZE, 128);
-    writeInInodeXattrs(b, 128 + EXTRA_ISIZE, m.inInode);
-    return b;
+    if (n.placed) writeInInodeXattrs(b, 128 + EXTRA_ISIZE, n.placed.inInode);
   }
 
   private superblock(p: { total: number; groups: number; ipg: number; freeBlocks: number; freeInodes: number; uuid: Buffer }): Buffer {
@@ -735,7 +901,7 @@ export async function tarToExt4(entries: AsyncIterable<TarEntry>, path: string, 
   try {
     for await (const e of entries) await w.add(e);
   } catch (err) {
-    w.abort();
+    await w.abort();
     throw err;
   }
   return w.close(opts.uuidSeed?.() ?? '');

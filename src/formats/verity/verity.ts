@@ -49,6 +49,21 @@ export async function buildVerityTree(path: string, dataBytes: number, opts: { s
   } finally {
     await fh.close();
   }
+  return verityTreeFromLevel0(level0, dataBlocks, salt);
+}
+
+/**
+ * The tree from the level-0 hashes (32 bytes per data block, in block order; e.g. computed
+ * elsewhere while the data was written): the upper levels, the root hash.
+ */
+export function verityTreeFromLevel0(hashes: Buffer, dataBlocks: number, salt: Buffer = DEFAULT_SALT): VerityTree {
+  if (hashes.length < dataBlocks * HASH) throw invalidArgument(`verity: ${hashes.length / HASH} level-0 hashes for ${dataBlocks} data blocks`);
+  let level0 = hashes;
+  const padded = Math.ceil(dataBlocks / PER_BLOCK) * VERITY_BLOCK;
+  if (level0.length !== padded) {
+    level0 = Buffer.alloc(padded);
+    hashes.copy(level0, 0, 0, dataBlocks * HASH);
+  }
   const levels = [level0];
   while (levels[levels.length - 1]!.length > VERITY_BLOCK) {
     const below = levels[levels.length - 1]!;

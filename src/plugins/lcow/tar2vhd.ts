@@ -8,12 +8,14 @@
  * separate file instead (dmverity-vhd's `--hash-dev-vhd`), footed the same way.
  */
 import { appendFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { TarReader } from '../../formats/tar/reader.js';
 import { Ext4Writer, type Ext4WriterOptions } from '../../formats/ext4/writer.js';
-import { buildVerityTree, encodeVeritySuperblock, VERITY_BLOCK } from '../../formats/verity/verity.js';
+import { buildVerityTree, DEFAULT_SALT, encodeVeritySuperblock, verityTreeFromLevel0, VERITY_BLOCK, type VerityTree } from '../../formats/verity/verity.js';
 import { chsExactSize, encodeVhdFooter } from '../../formats/vhd/footer.js';
-import { VerifyingCounter } from '../diff/blob.js';
+import { failedPrecondition } from '../../services/errdefs.js';
+import { HashWorker } from '../../services/hash-worker.js';
 
 export const LCOW_MAX_DISK_SIZE = 128 * 1024 ** 3;
 
@@ -23,6 +25,13 @@ export interface Tar2VhdOptions extends Ext4WriterOptions {
   footer?: boolean;
   /** write the verity superblock + tree to this file instead of after the ext4 image */
   hashDevice?: string;
+  /**
+   * The tar stream is exactly this regular file's bytes (uncompressed): its digest is then
+   * computed from the file on a worker thread while the conversion runs.
+   */
+  tarFile?: string;
+  /** hash on a worker thread (tar digest with `tarFile`, dm-verity level 0 while writing); default true */
+  parallel?: boolean;
 }
 
 export interface Tar2VhdResult {
@@ -46,37 +55,83 @@ function footFile(path: string, seed: string): number {
   return padded + 512;
 }
 
-export async function tar2vhd(tar: Readable, out: string, opts: Tar2VhdOptions = {}): Promise<Tar2VhdResult> {
-  const counter = new VerifyingCounter('sha256');
-  tar.on('error', (e) => counter.destroy(e));
-  tar.pipe(counter);
-  const reader = new TarReader(counter);
-  const w = new Ext4Writer(out, opts);
-  let ext4;
+/** A promise whose rejection is handled later (awaited after other work), not reported as unhandled. */
+function later<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => undefined);
+  return p;
+}
+
+/**
+ * Converts a tar stream. `tar` may reuse its chunk buffers (see fsutil/ring-reader): nothing
+ * here keeps a view of a chunk past the next one.
+ */
+export async function tar2vhd(tar: Readable | AsyncIterable<Buffer>, out: string, opts: Tar2VhdOptions = {}): Promise<Tar2VhdResult> {
+  const parallel = opts.parallel !== false;
+  const worker = parallel && (opts.verity || opts.tarFile) ? new HashWorker() : undefined;
   try {
-    for await (const e of reader) await w.add(e);
-    await reader.drain();
-    ext4 = w.close(counter.digest());
-  } catch (err) {
-    w.abort();
-    await reader.close().catch(() => undefined);
-    throw err;
-  }
-  const result: Tar2VhdResult = { size: ext4.size, ext4Size: ext4.size, digest: counter.digest(), tarSize: counter.bytes };
-  if (opts.verity) {
-    const tree = await buildVerityTree(out, ext4.size);
-    const sb = Buffer.alloc(VERITY_BLOCK);
-    encodeVeritySuperblock(tree).copy(sb);
-    if (opts.hashDevice) {
-      writeFileSync(opts.hashDevice, Buffer.concat([sb, tree.tree]));
-      if (opts.footer !== false) footFile(opts.hashDevice, `${result.digest}:hash`);
-      result.hashOffset = 0;
-    } else {
-      appendFileSync(out, Buffer.concat([sb, tree.tree]));
-      result.hashOffset = ext4.size;
+    const fileDigest = worker && opts.tarFile ? later(worker.digestFile(opts.tarFile)) : undefined;
+    const hash = fileDigest ? undefined : createHash('sha256');
+    let tarSize = 0;
+    async function* counted(): AsyncGenerator<Buffer> {
+      for await (const c of tar as AsyncIterable<Buffer>) {
+        tarSize += c.length;
+        hash?.update(c);
+        yield c;
+      }
     }
-    result.rootHash = tree.rootHash.toString('hex');
+    const reader = new TarReader(counted());
+    const w = new Ext4Writer(out, opts);
+    // dm-verity level 0 of each stretch of the image as soon as it is written
+    const salt = DEFAULT_SALT;
+    const level0: Promise<Buffer>[] = [];
+    let hashedTo = w.firstDataBlock;
+    if (worker && opts.verity) {
+      w.onFlush = (written) => {
+        if (written <= hashedTo) return;
+        level0.push(later(worker.verityLevel0(out, hashedTo, written, salt)));
+        hashedTo = written;
+      };
+    }
+    let ext4;
+    let digest: string;
+    try {
+      for await (const e of reader) await w.add(e);
+      await reader.drain();
+      if (fileDigest) {
+        const d = await fileDigest;
+        if (d.bytes !== tarSize) throw failedPrecondition(`${opts.tarFile} changed while it was converted (${d.bytes} bytes hashed, ${tarSize} read)`, { path: opts.tarFile });
+        digest = d.digest;
+      } else digest = `sha256:${hash!.digest('hex')}`;
+      ext4 = await w.close(digest);
+    } catch (err) {
+      await w.abort();
+      await reader.close().catch(() => undefined);
+      throw err;
+    }
+    const result: Tar2VhdResult = { size: ext4.size, ext4Size: ext4.size, digest, tarSize };
+    if (opts.verity) {
+      let tree: VerityTree;
+      if (worker) {
+        const head = worker.verityLevel0(out, 0, w.firstDataBlock, salt);
+        const tail = worker.verityLevel0(out, hashedTo, ext4.blocks, salt);
+        const parts = [await head, ...(await Promise.all(level0)), await tail];
+        tree = verityTreeFromLevel0(Buffer.concat(parts), ext4.blocks, salt);
+      } else tree = await buildVerityTree(out, ext4.size, { salt });
+      const sb = Buffer.alloc(VERITY_BLOCK);
+      encodeVeritySuperblock(tree).copy(sb);
+      if (opts.hashDevice) {
+        writeFileSync(opts.hashDevice, Buffer.concat([sb, tree.tree]));
+        if (opts.footer !== false) footFile(opts.hashDevice, `${result.digest}:hash`);
+        result.hashOffset = 0;
+      } else {
+        appendFileSync(out, Buffer.concat([sb, tree.tree]));
+        result.hashOffset = ext4.size;
+      }
+      result.rootHash = tree.rootHash.toString('hex');
+    }
+    result.size = opts.footer === false ? statSync(out).size : footFile(out, result.digest);
+    return result;
+  } finally {
+    await worker?.close();
   }
-  result.size = opts.footer === false ? statSync(out).size : footFile(out, result.digest);
-  return result;
 }

@@ -14,6 +14,7 @@ import { buffer } from 'node:stream/consumers';
 import { TarWriter } from '../../../src/formats/tar/writer.js';
 import type { PaxRecord, TarHeaderInput } from '../../../src/formats/tar/types.js';
 import { tar2vhd } from '../../../src/plugins/lcow/tar2vhd.js';
+import { readFileChunks } from '../../../src/services/fsutil/ring-reader.js';
 import { exportExt4Layer } from '../../../src/plugins/lcow/ext4-export.js';
 import { Ext4Reader } from '../../../src/formats/ext4/reader.js';
 import { decodeVhdFooter, encodeVhdFooter, chsGeometry } from '../../../src/formats/vhd/footer.js';
@@ -299,6 +300,25 @@ describe('tar2vhd: ext4 checked by e2fsck and debugfs', () => {
     await tar2vhd(Readable.from([tar]), again, { convertWhiteouts: true, footer: false });
     assert.equal(sha(readFileSync(again)), sha(readFileSync(img)));
   });
+
+  test('the file path (ring-buffer reads, digest and verity on a worker thread) gives the same bytes, digest and root hash as the stream path', async () => {
+    const tarFile = join(dir, 'layer.tar');
+    writeFileSync(tarFile, tar);
+    const viaFile = join(dir, 'via-file.vhd');
+    const viaStream = join(dir, 'via-stream.vhd');
+    const a = await tar2vhd(readFileChunks(tarFile, { chunkSize: 64 << 10, slots: 3 }), viaFile, { tarFile, convertWhiteouts: true, verity: true, maxDiskSize: 128 * 1024 ** 3 });
+    const b = await tar2vhd(Readable.from([tar]), viaStream, { convertWhiteouts: true, verity: true, parallel: false, maxDiskSize: 128 * 1024 ** 3 });
+    assert.equal(a.digest, `sha256:${sha(tar)}`);
+    assert.deepEqual(a, b);
+    assert.equal(sha(readFileSync(viaFile)), sha(readFileSync(viaStream)));
+    // the digest comes from the file: a file that is not the stream is caught
+    const other = join(dir, 'other.tar');
+    writeFileSync(other, Buffer.concat([tar, Buffer.alloc(512)]));
+    await assert.rejects(
+      tar2vhd(Readable.from([tar]), join(dir, 'x.vhd'), { tarFile: other, convertWhiteouts: true }),
+      (e: Error) => kindOf(e) === 'FailedPrecondition' && /changed while/.test(e.message),
+    );
+  });
 });
 
 describe('tar2vhd: verity, VHD footer, size limits', () => {
@@ -361,6 +381,19 @@ describe('tar2vhd: verity, VHD footer, size limits', () => {
     badSum[100] ^= 1;
     assert.throws(() => decodeVhdFooter(badSum), (e: Error) => kindOf(e) === 'InvalidArgument' && /checksum/.test(e.message));
     assert.throws(() => decodeVhdFooter(f.subarray(0, 100)), (e: Error) => kindOf(e) === 'InvalidArgument');
+  });
+
+  test('a tar that replaces lost+found with a file: the file gets its own inode, inode 11 stays free, e2fsck accepts it', async () => {
+    const ents: Ent[] = [
+      { header: { name: 'lost+found', type: 'file', mode: 0o644, size: 3, mtime: 0 }, data: Buffer.from('hi\n') },
+      { header: { name: 'd/', type: 'dir', mode: 0o755, mtime: 0 } },
+    ];
+    const img = join(dir, 'lpf.img');
+    await tar2vhd(Readable.from([await tarOf(ents)]), img, { footer: false });
+    const fsck = runTool('e2fsck', ['-fn', img]);
+    assert.equal(fsck.status, 0, fsck.stdout.toString());
+    assert.equal(runTool('debugfs', ['-R', 'cat /lost+found', img]).stdout.toString(), 'hi\n');
+    assert.doesNotMatch(runTool('debugfs', ['-R', 'ls /', img]).stdout.toString(), /\b11\s+\(/);
   });
 
   test('exceeding --max-size is a clear InvalidArgument', async () => {

@@ -1,0 +1,48 @@
+/**
+ * readFileChunks: the chunks concatenate to the file for any size (empty, exact multiples,
+ * a short tail), the buffers really are reused (a ring), and a missing file fails.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { readFileChunks } from '../../../src/services/fsutil/ring-reader.js';
+
+describe('readFileChunks', () => {
+  let dir = '';
+  before(() => (dir = mkdtempSync(join(tmpdir(), 'winsnap-ring-'))));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('chunks concatenate to the file, whatever its size', async () => {
+    for (const size of [0, 1, 4096, 4097, 8192 * 3, 8192 * 3 + 17]) {
+      const data = randomBytes(size);
+      const p = join(dir, `f${size}`);
+      writeFileSync(p, data);
+      const parts: Buffer[] = [];
+      for await (const c of readFileChunks(p, { chunkSize: 8192, slots: 3 })) {
+        assert.ok(c.length > 0 && c.length <= 8192);
+        parts.push(Buffer.from(c)); // copies: the ring reuses its buffers
+      }
+      assert.ok(Buffer.concat(parts).equals(data), `size ${size}`);
+    }
+  });
+
+  test('the buffers are a ring: chunk k and chunk k + slots share memory', async () => {
+    const p = join(dir, 'ring');
+    writeFileSync(p, randomBytes(4096 * 10));
+    const seen: ArrayBufferLike[] = [];
+    for await (const c of readFileChunks(p, { chunkSize: 4096, slots: 3 })) seen.push(c.buffer);
+    assert.equal(seen.length, 10);
+    assert.equal(seen[0], seen[3]);
+    assert.notEqual(seen[0], seen[1]);
+    assert.notEqual(seen[1], seen[2]);
+  });
+
+  test('a missing file rejects', async () => {
+    await assert.rejects(async () => {
+      for await (const _ of readFileChunks(join(dir, 'missing'))) void _;
+    }, /ENOENT/);
+  });
+});

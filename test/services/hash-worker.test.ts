@@ -1,0 +1,63 @@
+/**
+ * The hashing worker: digests and dm-verity level-0 hashes computed on another thread must
+ * equal node:crypto computed here, block by block; blocks past the end hash as zero blocks;
+ * failures surface as Unavailable errors.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { HashWorker } from '../../src/services/hash-worker.js';
+import { kindOf } from '../../src/services/errdefs.js';
+
+describe('HashWorker', () => {
+  let dir = '';
+  let file = '';
+  let data: Buffer;
+  let w: HashWorker;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'winsnap-hw-'));
+    file = join(dir, 'data');
+    data = Buffer.concat([randomBytes(3 << 20), Buffer.alloc(4096 * 3), randomBytes(1000)]);
+    writeFileSync(file, data);
+    w = new HashWorker();
+  });
+  after(async () => {
+    await w.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('digestFile gives the file digest and length', async () => {
+    const r = await w.digestFile(file);
+    assert.equal(r.digest, `sha256:${createHash('sha256').update(data).digest('hex')}`);
+    assert.equal(r.bytes, data.length);
+    assert.equal((await w.digestFile(file, 'sha512')).digest, `sha512:${createHash('sha512').update(data).digest('hex')}`);
+  });
+
+  test('verityLevel0 hashes salt ‖ block for each block of a range; past the end the block is zeros', async () => {
+    const salt = randomBytes(32);
+    const blocks = Math.ceil(data.length / 4096) + 2; // two blocks past the end
+    const from = 5;
+    const got = await w.verityLevel0(file, from, blocks, salt);
+    assert.equal(got.length, (blocks - from) * 32);
+    for (let b = from; b < blocks; b++) {
+      const block = Buffer.alloc(4096);
+      if (b * 4096 < data.length) data.copy(block, 0, b * 4096, Math.min(data.length, (b + 1) * 4096));
+      const want = createHash('sha256').update(salt).update(block).digest();
+      assert.ok(got.subarray((b - from) * 32, (b - from + 1) * 32).equals(want), `block ${b}`);
+    }
+  });
+
+  test('a missing file is an Unavailable error naming it; the worker keeps serving', async () => {
+    await assert.rejects(w.digestFile(join(dir, 'nope')), (e: Error) => kindOf(e) === 'Unavailable' && /nope/.test(e.message));
+    assert.equal((await w.digestFile(file)).bytes, data.length);
+  });
+
+  test('after close, requests fail instead of hanging', async () => {
+    const w2 = new HashWorker();
+    await w2.close();
+    await assert.rejects(w2.digestFile(file), (e: Error) => kindOf(e) === 'Unavailable');
+  });
+});
