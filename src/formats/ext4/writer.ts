@@ -478,39 +478,57 @@ export class Ext4Writer {
 
   /** Streams a regular file's body: non-zero blocks appended contiguously, zero blocks left as holes. */
   private async writeData(n: Node, e: TarEntry): Promise<void> {
-    if (this.opts.inlineData && e.header.size <= INLINE_MAX) {
-      const data = Buffer.allocUnsafeSlow(e.header.size);
+    const size = e.header.size;
+    // the common case: the whole body is already in the input chunk (no waiting per chunk)
+    const whole = e.bufferedBody?.();
+    if (this.opts.inlineData && size <= INLINE_MAX) {
+      const data = Buffer.allocUnsafeSlow(size);
       let got = 0;
-      for await (const c of e.body) got += c.copy(data, got);
+      if (whole) got = whole.copy(data);
+      else for await (const c of e.body) got += c.copy(data, got);
       n.inline = data;
       n.size = got;
-      if (got !== e.header.size) throw invalidArgument(`tar entry "${e.header.name}": body has ${got} of ${e.header.size} bytes`, { entry: e.header.name });
-      return;
-    }
-    const partial = this.partial;
-    let partialLen = 0;
-    let logical = 0;
-    for await (const c of e.body) {
-      if (this.inflight > 1) await this.settle(1);
-      n.size += c.length;
-      let off = 0;
-      if (partialLen > 0) {
-        const k = Math.min(BLOCK - partialLen, c.length);
-        c.copy(partial, partialLen, 0, k);
-        partialLen += k;
-        off = k;
-        if (partialLen < BLOCK) continue;
-        this.addBlock(n, logical++, partial, 0);
-        partialLen = 0;
+    } else if (whole) {
+      const tail = this.writeChunk(n, whole, 0, 0);
+      this.endData(n, tail);
+    } else {
+      let partialLen = 0;
+      for await (const c of e.body) {
+        if (this.inflight > 1) await this.settle(1);
+        partialLen = this.writeChunk(n, c, partialLen, n.size);
       }
-      for (; off + BLOCK <= c.length; off += BLOCK) this.addBlock(n, logical++, c, off);
-      if (off < c.length) partialLen = c.copy(partial, 0, off);
+      this.endData(n, partialLen);
     }
+    if (n.size !== size) throw invalidArgument(`tar entry "${e.header.name}": body has ${n.size} of ${size} bytes`, { entry: e.header.name });
+  }
+
+  /**
+   * Adds the body bytes `c` that follow `before` bytes of the file, of which the last
+   * `partialLen` wait in `this.partial`; returns the new count of waiting bytes.
+   */
+  private writeChunk(n: Node, c: Buffer, partialLen: number, before: number): number {
+    const partial = this.partial;
+    let logical = Math.floor(before / BLOCK);
+    n.size += c.length;
+    let off = 0;
     if (partialLen > 0) {
-      partial.fill(0, partialLen);
+      const k = Math.min(BLOCK - partialLen, c.length);
+      c.copy(partial, partialLen, 0, k);
+      partialLen += k;
+      off = k;
+      if (partialLen < BLOCK) return partialLen;
       this.addBlock(n, logical++, partial, 0);
+      partialLen = 0;
     }
-    if (n.size !== e.header.size) throw invalidArgument(`tar entry "${e.header.name}": body has ${n.size} of ${e.header.size} bytes`, { entry: e.header.name });
+    for (; off + BLOCK <= c.length; off += BLOCK) this.addBlock(n, logical++, c, off);
+    return off < c.length ? c.copy(partial, 0, off) : 0;
+  }
+
+  /** The file's last, partial block (zero-padded). */
+  private endData(n: Node, partialLen: number): void {
+    if (partialLen === 0) return;
+    this.partial.fill(0, partialLen);
+    this.addBlock(n, Math.floor(n.size / BLOCK), this.partial, 0);
   }
 
   // ---- close: metadata, inode tables, bitmaps, descriptors, superblock --------------------------

@@ -39,6 +39,12 @@ export interface TarEntry {
   body: AsyncIterable<Buffer>;
   /** Reads the whole body into one Buffer; refuses bodies larger than `max` (default 64 MiB). */
   readAll(max?: number): Promise<Buffer>;
+  /**
+   * The whole body, synchronously, as a view of the input chunk, when the chunk already
+   * holds all of it (the body then counts as read); undefined otherwise — iterate `body`.
+   * The view is valid until the next entry is requested.
+   */
+  bufferedBody?(): Buffer | undefined;
 }
 
 export interface TarEndInfo {
@@ -376,6 +382,16 @@ export class TarReader implements AsyncIterable<TarEntry> {
     return new ReaderEntry(this, header, entryOffset, at, this.src.offset, this.seq);
   }
 
+  /** @internal The unread body of entry `token` if the current chunk holds all of it (then it is consumed). */
+  takeBody(token: number, entry: string): Buffer | undefined {
+    if (this.seq !== token) {
+      throw invalidArgument(`tar: body of entry "${entry}" read after the next entry was requested`, { entry });
+    }
+    const b = this.src.take(this.remaining);
+    if (b) this.remaining = 0;
+    return b;
+  }
+
   /** @internal Next body chunk of the entry with token `token`, or null when it is complete. */
   async bodyChunk(token: number, entry: string): Promise<Buffer | null> {
     if (this.seq !== token) {
@@ -434,6 +450,14 @@ class ReaderEntry implements TarEntry {
     if (this.used) throw invalidArgument(`tar: body of entry "${name}" iterated twice`, { entry: name, offset: this.dataOffset });
     this.used = true;
     return new BodyIterator(this.reader, this.token, name);
+  }
+
+  bufferedBody(): Buffer | undefined {
+    const name = this.header.name;
+    if (this.used) throw invalidArgument(`tar: body of entry "${name}" iterated twice`, { entry: name, offset: this.dataOffset });
+    const b = this.reader.takeBody(this.token, name);
+    if (b) this.used = true;
+    return b;
   }
 
   async readAll(max = 64 << 20): Promise<Buffer> {

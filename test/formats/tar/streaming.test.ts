@@ -71,6 +71,32 @@ test('reader: lazy pulls, zero-copy bodies, unread bodies skipped, bounded looka
   assert.deepEqual(await reader.drain(), { bytes: 8192, allZero: true });
 });
 
+test('reader: bufferedBody gives a body the chunk already holds, synchronously; otherwise undefined and the body streams', async () => {
+  const pad = (n: number) => Buffer.alloc((512 - (n % 512)) % 512);
+  const inChunk = Buffer.concat([ustar('a', 5), Buffer.from('hello'), pad(5), ustar('b', 3000)]);
+  const bBody = Buffer.alloc(3000, 7);
+  const chunks = [inChunk, bBody.subarray(0, 1000), Buffer.concat([bBody.subarray(1000), pad(3000), ustar('c', 0), Buffer.alloc(1024)])];
+  const reader = new TarReader(chunks);
+  const a = (await reader.next())!;
+  const body = a.bufferedBody!();
+  assert.equal(body?.toString(), 'hello');
+  assert.equal(body!.buffer, inChunk.buffer, 'a view of the input chunk');
+  assert.throws(() => a.bufferedBody!(), /iterated twice/);
+  const b = (await reader.next())!;
+  assert.equal(b.bufferedBody!(), undefined, 'the body runs past the chunk');
+  const parts: Buffer[] = [];
+  for await (const c of b.body) parts.push(Buffer.from(c));
+  assert.ok(Buffer.concat(parts).equals(bBody));
+  const c = (await reader.next())!;
+  assert.equal(c.bufferedBody!()?.length, 0);
+  assert.equal(await reader.next(), undefined);
+  assert.throws(() => b.bufferedBody!(), /iterated twice|after the next entry/);
+  const again = new TarReader([inChunk.subarray(0, 1024), Buffer.alloc(1024)]);
+  const first = (await again.next())!;
+  await again.next(); // moving on without reading 'a'
+  assert.throws(() => first.bufferedBody!(), /after the next entry was requested/);
+});
+
 test('reader over a Node Readable; close() releases it', async () => {
   const w = new TarWriter();
   const bytes = collect(w);
