@@ -13,7 +13,7 @@
 import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isWinsnapError } from '../../services/errdefs.js';
+import { failedPrecondition, isWinsnapError } from '../../services/errdefs.js';
 import { diskUsage } from '../../services/fsutil/disk-usage.js';
 import { validateLabels } from '../../services/labels.js';
 import { silentLogger, type Logger } from '../../services/log.js';
@@ -156,6 +156,48 @@ export abstract class BaseSnapshotter implements Snapshotter {
       crashWindow();
       return sn;
     });
+  }
+
+  /**
+   * Creates a snapshot whose files are prepared before the metadata transaction (scratch disks
+   * take seconds; the transaction must not wait on them). `stage` sees the parent chain and
+   * returns how to fill a staging directory, or nothing; the transaction then creates the row,
+   * moves the staged files in and runs `layout`. A parent chain that changed in between aborts
+   * with FailedPrecondition.
+   */
+  protected async createStaged(
+    kind: Kind,
+    key: string,
+    parent: string,
+    opts: SnapshotOptions,
+    stage: (parentIds: readonly string[]) => ((staging: string) => Promise<void>) | undefined,
+    layout?: (sn: StoredSnapshot, dir: string) => void,
+  ): Promise<StoredSnapshot> {
+    validateLabels(opts.labels);
+    const parentIds = this.ms.read((tx) => {
+      try {
+        return tx.checkCreate(kind, key, parent);
+      } catch (e) {
+        throw isWinsnapError(e) ? e.wrap('failed to create snapshot') : e;
+      }
+    });
+    const fill = stage(parentIds);
+    let staging: string | undefined;
+    try {
+      if (fill) {
+        staging = this.stagingDir();
+        await fill(staging);
+      }
+      return this.createWith(kind, key, parent, opts, (sn, dir) => {
+        if (sn.parentIds.join('/') !== parentIds.join('/')) {
+          throw failedPrecondition(`parent ${parent} changed while ${key} was being prepared; retry`, { key, parent });
+        }
+        if (staging) this.adoptStaging(staging, dir);
+        layout?.(sn, dir);
+      });
+    } finally {
+      if (staging) await rm(staging, { recursive: true, force: true });
+    }
   }
 
   protected abstract createSnapshot(kind: Kind, key: string, parent: string, opts: SnapshotOptions): Promise<Mount[]>;

@@ -15,7 +15,7 @@
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { failedPrecondition, invalidArgument, isWinsnapError, notImplemented } from '../../services/errdefs.js';
+import { invalidArgument, isWinsnapError, notImplemented } from '../../services/errdefs.js';
 import { LABEL_UVM_SCRATCH, requestedScratchSize, validateLabels } from '../../services/labels.js';
 import type { StoredSnapshot } from '../../services/metastore/metastore.js';
 import type { Mount } from '../../services/mount.js';
@@ -100,35 +100,15 @@ export abstract class CimBaseSnapshotter extends BaseSnapshotter {
   }
 
   protected async createSnapshot(kind: Kind, key: string, parent: string, opts: SnapshotOptions): Promise<Mount[]> {
-    validateLabels(opts.labels);
-    const parentIds = this.ms.read((tx) => {
-      try {
-        return tx.checkCreate(kind, key, parent);
-      } catch (e) {
-        throw isWinsnapError(e) ? e.wrap('failed to create snapshot') : e;
+    const sn = await this.createStaged(kind, key, parent, opts, (parentIds) => {
+      if (isUnpackKey(key)) return undefined;
+      if (parentIds.length === 0) {
+        throw invalidArgument(`failed to create snapshot ${key}: scratch snapshot without any parents isn't supported`, { key });
       }
+      return (staging) => this.makeScratch(staging, this.parentIdsToPaths(parentIds), opts);
     });
-    const scratch = !isUnpackKey(key);
-    if (scratch && parentIds.length === 0) {
-      throw invalidArgument(`failed to create snapshot ${key}: scratch snapshot without any parents isn't supported`, { key });
-    }
-    let staging: string | undefined;
-    try {
-      if (scratch) {
-        staging = this.stagingDir();
-        await this.makeScratch(staging, this.parentIdsToPaths(parentIds), opts);
-      }
-      const sn = this.createWith(kind, key, parent, opts, (sn, dir) => {
-        if (sn.parentIds.join('/') !== parentIds.join('/')) {
-          throw failedPrecondition(`parent ${parent} changed while ${key} was being prepared; retry`, { key, parent });
-        }
-        if (staging) this.adoptStaging(staging, dir);
-      });
-      await this.afterCreate(sn, key, parent);
-      return this.mountsFor(sn, key);
-    } finally {
-      if (staging) await rm(staging, { recursive: true, force: true });
-    }
+    await this.afterCreate(sn, key, parent);
+    return this.mountsFor(sn, key);
   }
 
   /** Work after the snapshot exists (block CIM merges); a failure removes the snapshot again. */

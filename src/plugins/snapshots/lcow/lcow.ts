@@ -19,7 +19,7 @@
  * Deviation: upstream ignores a malformed size-gb label (and uses the default size); we
  * reject it with InvalidArgument, as the windows snapshotter does (docs/lcow.md).
  */
-import { copyFile, mkdir, rm, stat, symlink } from 'node:fs/promises';
+import { copyFile, mkdir, stat, symlink } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { failedPrecondition, invalidArgument, isWinsnapError, notFound } from '../../../services/errdefs.js';
@@ -55,40 +55,24 @@ export class LcowSnapshotter extends BaseSnapshotter {
   }
 
   protected async createSnapshot(kind: Kind, key: string, parent: string, opts: SnapshotOptions): Promise<Mount[]> {
-    validateLabels(opts.labels);
-    const parentIds = this.ms.read((tx) => {
-      try {
-        return tx.checkCreate(kind, key, parent);
-      } catch (e) {
-        throw isWinsnapError(e) ? e.wrap('failed to create snapshot') : e;
-      }
-    });
-    let staging: string | undefined;
+    const sn = await this.createStaged(kind, key, parent, opts, () =>
+      kind === 'active' && !isUnpackKey(key) ? (staging) => this.stageScratch(staging, key, opts.labels ?? {}) : undefined,
+    );
+    return this.mountsFor(sn);
+  }
+
+  /** sandbox.vhdx for an active snapshot: shared with its owner, or copied from the cached scratch. */
+  private async stageScratch(staging: string, key: string, labels: Record<string, string>): Promise<void> {
+    const ownerKey = labels[LABEL_LCOW_OWNER_KEY] ?? '';
+    if (labels[LABEL_LCOW_REUSE_SCRATCH] === 'true' && ownerKey !== '') {
+      await this.shareScratch(ownerKey, join(staging, 'sandbox.vhdx'));
+      return;
+    }
+    const cached = await this.cachedScratch(labels);
     try {
-      if (kind === 'active' && !isUnpackKey(key)) {
-        staging = this.stagingDir();
-        const labels = opts.labels ?? {};
-        const ownerKey = labels[LABEL_LCOW_OWNER_KEY] ?? '';
-        if (labels[LABEL_LCOW_REUSE_SCRATCH] === 'true' && ownerKey !== '') {
-          await this.shareScratch(ownerKey, join(staging, 'sandbox.vhdx'));
-        } else {
-          const cached = await this.cachedScratch(labels);
-          try {
-            await copyFile(cached, join(staging, 'sandbox.vhdx'));
-          } catch (e) {
-            throw failedPrecondition(`failed to copy cached ${cached} to sandbox.vhdx in snapshot: ${(e as Error).message}`, { key });
-          }
-        }
-      }
-      const sn = this.createWith(kind, key, parent, opts, (sn, dir) => {
-        if (sn.parentIds.join('/') !== parentIds.join('/')) {
-          throw failedPrecondition(`parent ${parent} changed while ${key} was being prepared; retry`, { key, parent });
-        }
-        if (staging) this.adoptStaging(staging, dir);
-      });
-      return this.mountsFor(sn);
-    } finally {
-      if (staging) await rm(staging, { recursive: true, force: true });
+      await copyFile(cached, join(staging, 'sandbox.vhdx'));
+    } catch (e) {
+      throw failedPrecondition(`failed to copy cached ${cached} to sandbox.vhdx in snapshot: ${(e as Error).message}`, { key });
     }
   }
 

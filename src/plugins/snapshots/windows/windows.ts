@@ -17,9 +17,9 @@
  * Scratch disks and commit-time conversion come from plugins/windows/processing.ts (VHDX
  * and layer-directory modules).
  */
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { alreadyExists, failedPrecondition, isWinsnapError, notImplemented } from '../../../services/errdefs.js';
+import { alreadyExists, isWinsnapError, notImplemented } from '../../../services/errdefs.js';
 import { LABEL_UVM_SCRATCH, requestedScratchSize, validateLabels } from '../../../services/labels.js';
 import type { StoredSnapshot } from '../../../services/metastore/metastore.js';
 import {
@@ -73,56 +73,41 @@ export class WindowsSnapshotter extends BaseSnapshotter {
   }
 
   protected async createSnapshot(kind: Kind, key: string, parent: string, opts: SnapshotOptions): Promise<Mount[]> {
-    validateLabels(opts.labels);
-    // Scratch disks are made before the metadata transaction, in a staging directory that
-    // the transaction moves into place, so the transaction never waits on disk copies.
-    const parentIds = this.ms.read((tx) => {
+    const sn = await this.createStaged(
+      kind,
+      key,
+      parent,
+      opts,
+      (parentIds) => (!isUnpackKey(key) && parentIds.length > 0 ? (staging) => this.stageScratch(staging, kind, key, parentIds, opts) : undefined),
+      (sn, dir) => {
+        // a parentless snapshot's writable area; unpack keys get a whole layer from the differ
+        if (!isUnpackKey(key) && sn.parentIds.length === 0) mkdirSync(join(dir, 'Files'), { mode: 0o700 });
+      },
+    );
+    return this.mountsFor(sn, key);
+  }
+
+  /** sandbox.vhdx (and vm/sandbox.vhdx with the UVM-scratch label) for a snapshot with parents. */
+  private async stageScratch(staging: string, kind: Kind, key: string, parentIds: readonly string[], opts: SnapshotOptions): Promise<void> {
+    const sizeBytes = kind === 'active' ? requestedScratchSize(opts.labels) : VIEW_SCRATCH_SIZE;
+    const req: ScratchRequest = { dir: staging, parentLayerPaths: this.parentIdsToPaths(parentIds), sizeBytes };
+    if (opts.labels && LABEL_UVM_SCRATCH in opts.labels) {
+      if (!this.hooks.createUvmScratch) {
+        throw notImplemented(`failed to make UVM's scratch layer for ${key}: UtilityVM scratch disks need the VHDX module`, { key });
+      }
       try {
-        return tx.checkCreate(kind, key, parent);
+        await this.hooks.createUvmScratch(req);
       } catch (e) {
-        throw isWinsnapError(e) ? e.wrap('failed to create snapshot') : e;
+        throw isWinsnapError(e) ? e.wrap("failed to make UVM's scratch layer") : e;
       }
-    });
-    const needsScratch = !isUnpackKey(key) && parentIds.length > 0;
-    let staging: string | undefined;
+    }
+    if (!this.hooks.createScratch) {
+      throw notImplemented(`failed to create scratch layer for ${key}: sandbox.vhdx creation needs the VHDX module`, { key });
+    }
     try {
-      if (needsScratch) {
-        const sizeBytes = kind === 'active' ? requestedScratchSize(opts.labels) : VIEW_SCRATCH_SIZE;
-        staging = this.stagingDir();
-        const req: ScratchRequest = { dir: staging, parentLayerPaths: this.parentIdsToPaths(parentIds), sizeBytes };
-        if (opts.labels && LABEL_UVM_SCRATCH in opts.labels) {
-          if (!this.hooks.createUvmScratch) {
-            throw notImplemented(`failed to make UVM's scratch layer for ${key}: UtilityVM scratch disks need the VHDX module`, { key });
-          }
-          try {
-            await this.hooks.createUvmScratch(req);
-          } catch (e) {
-            throw isWinsnapError(e) ? e.wrap("failed to make UVM's scratch layer") : e;
-          }
-        }
-        if (!this.hooks.createScratch) {
-          throw notImplemented(`failed to create scratch layer for ${key}: sandbox.vhdx creation needs the VHDX module`, { key });
-        }
-        try {
-          await this.hooks.createScratch(req);
-        } catch (e) {
-          throw isWinsnapError(e) ? e.wrap('failed to create scratch layer') : e;
-        }
-      }
-      const sn = this.createWith(kind, key, parent, opts, (sn, dir) => {
-        if (isUnpackKey(key)) return; // the differ writes a whole layer here: no scratch
-        if (sn.parentIds.length === 0) {
-          mkdirSync(join(dir, 'Files'), { mode: 0o700 });
-          return;
-        }
-        if (sn.parentIds.join('/') !== parentIds.join('/')) {
-          throw failedPrecondition(`parent ${parent} changed while ${key} was being prepared; retry`, { key, parent });
-        }
-        this.adoptStaging(staging!, dir);
-      });
-      return this.mountsFor(sn, key);
-    } finally {
-      if (staging) rmSync(staging, { recursive: true, force: true });
+      await this.hooks.createScratch(req);
+    } catch (e) {
+      throw isWinsnapError(e) ? e.wrap('failed to create scratch layer') : e;
     }
   }
 
