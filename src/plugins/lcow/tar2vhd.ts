@@ -30,6 +30,11 @@ export interface Tar2VhdOptions extends Ext4WriterOptions {
    * computed from the file on a worker thread while the conversion runs.
    */
   tarFile?: string;
+  /**
+   * The tar's digest as the caller already computes it (e.g. the counter a layer blob is
+   * decompressed through); called once the stream has ended. The tar is then not hashed again.
+   */
+  tarDigest?: () => string;
   /** hash on a worker thread (tar digest with `tarFile`, dm-verity level 0 while writing); default true */
   parallel?: boolean;
 }
@@ -67,10 +72,10 @@ function later<T>(p: Promise<T>): Promise<T> {
  */
 export async function tar2vhd(tar: Readable | AsyncIterable<Buffer>, out: string, opts: Tar2VhdOptions = {}): Promise<Tar2VhdResult> {
   const parallel = opts.parallel !== false;
-  const worker = parallel && (opts.verity || opts.tarFile) ? new HashWorker() : undefined;
+  const worker = parallel && (opts.verity || (opts.tarFile && !opts.tarDigest)) ? new HashWorker() : undefined;
   try {
-    const fileDigest = worker && opts.tarFile ? later(worker.digestFile(opts.tarFile)) : undefined;
-    const hash = fileDigest ? undefined : createHash('sha256');
+    const fileDigest = worker && opts.tarFile && !opts.tarDigest ? later(worker.digestFile(opts.tarFile)) : undefined;
+    const hash = fileDigest || opts.tarDigest ? undefined : createHash('sha256');
     let tarSize = 0;
     async function* counted(): AsyncGenerator<Buffer> {
       for await (const c of tar as AsyncIterable<Buffer>) {
@@ -97,7 +102,8 @@ export async function tar2vhd(tar: Readable | AsyncIterable<Buffer>, out: string
     try {
       for await (const e of reader) await w.add(e);
       await reader.drain();
-      if (fileDigest) {
+      if (opts.tarDigest) digest = opts.tarDigest();
+      else if (fileDigest) {
         const d = await fileDigest;
         if (d.bytes !== tarSize) throw failedPrecondition(`${opts.tarFile} changed while it was converted (${d.bytes} bytes hashed, ${tarSize} read)`, { path: opts.tarFile });
         digest = d.digest;

@@ -44,7 +44,12 @@ export class LcowDiffer implements Differ {
     const opened = openLayerBlob(blob, desc, opts);
     const out = join(layer, LAYER_VHD);
     try {
-      const r = await tar2vhd(opened.tar, out, { convertWhiteouts: true, footer: true, maxDiskSize: LCOW_MAX_DISK_SIZE });
+      const r = await tar2vhd(opened.tar, out, {
+        convertWhiteouts: true,
+        footer: true,
+        maxDiskSize: LCOW_MAX_DISK_SIZE,
+        tarDigest: () => opened.uncompressed.digest(), // already hashed while decompressing
+      });
       opened.verify();
       return { mediaType: MT.ociLayer, digest: r.digest, size: r.tarSize };
     } catch (e) {
