@@ -10,7 +10,7 @@ import { closeSync, mkdtempSync, openSync, rmSync, writeSync, ftruncateSync } fr
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { measure, report, WINSNAP_BIN, type Measurement } from './lib/harness.js';
+import { measure, measureAlternating, report, WINSNAP_BIN } from './lib/harness.js';
 
 const MiB = 1024 * 1024;
 const SIZE = 2048 * MiB;
@@ -29,11 +29,6 @@ function makeRaw(path: string): void {
   closeSync(fd);
 }
 
-function best(ms: Measurement[]): Measurement {
-  const b = ms.reduce((a, m) => (m.wallSeconds < a.wallSeconds ? m : a));
-  return { ...b, maxRssKiB: Math.max(...ms.map((m) => m.maxRssKiB)) };
-}
-
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'winsnap-vhdx-bench-'));
   try {
@@ -43,34 +38,25 @@ async function main(): Promise<void> {
     const theirs = join(dir, 'qemu.vhdx');
     const oursCmd = [process.execPath, WINSNAP_BIN, 'vhdx', 'convert', raw, ours, '--block-size', '32MiB', '--force'];
     const qemuCmd = ['qemu-img', 'convert', '-f', 'raw', '-O', 'vhdx', '-o', 'subformat=dynamic,block_size=33554432', raw, theirs];
-    const o: Measurement[] = [];
-    const q: Measurement[] = [];
-    for (let i = 0; i < RUNS; i++) {
-      rmSync(ours, { force: true });
-      rmSync(theirs, { force: true });
+    const fresh = (argv: string[], out: string) => () => {
+      rmSync(out, { force: true });
       spawnSync('sync');
-      o.push(await measure(oursCmd));
-      spawnSync('sync');
-      q.push(await measure(qemuCmd));
-    }
-    report({ name: 'raw → VHDX, 2 GiB half-sparse', ours: best(o), baselineName: 'qemu-img convert', baseline: best(q), target: '≤ 1.0x' });
+      return measure(argv);
+    };
+    const [o, q] = await measureAlternating(RUNS, fresh(oursCmd, ours), fresh(qemuCmd, theirs));
+    report({ name: 'raw → VHDX, 2 GiB half-sparse', ours: o, baselineName: 'qemu-img convert', baseline: q, target: '≤ 1.0x' });
 
     const cmp = spawnSync('qemu-img', ['compare', '-f', 'vhdx', '-F', 'vhdx', ours, theirs], { encoding: 'utf8' });
     console.log(`outputs hold the same data (qemu-img compare): ${cmp.status === 0 ? 'yes' : `NO: ${cmp.stdout}${cmp.stderr}`}`);
 
     const oursRaw = join(dir, 'ours.raw');
     const qemuRaw = join(dir, 'qemu.raw');
-    const o2: Measurement[] = [];
-    const q2: Measurement[] = [];
-    for (let i = 0; i < RUNS; i++) {
-      rmSync(oursRaw, { force: true });
-      rmSync(qemuRaw, { force: true });
-      spawnSync('sync');
-      o2.push(await measure([process.execPath, WINSNAP_BIN, 'vhdx', 'convert', ours, oursRaw, '--force']));
-      spawnSync('sync');
-      q2.push(await measure(['qemu-img', 'convert', '-f', 'vhdx', '-O', 'raw', ours, qemuRaw]));
-    }
-    report({ name: 'VHDX → raw, 2 GiB half-sparse', ours: best(o2), baselineName: 'qemu-img convert', baseline: best(q2) });
+    const [o2, q2] = await measureAlternating(
+      RUNS,
+      fresh([process.execPath, WINSNAP_BIN, 'vhdx', 'convert', ours, oursRaw, '--force'], oursRaw),
+      fresh(['qemu-img', 'convert', '-f', 'vhdx', '-O', 'raw', ours, qemuRaw], qemuRaw),
+    );
+    report({ name: 'VHDX → raw, 2 GiB half-sparse', ours: o2, baselineName: 'qemu-img convert', baseline: q2 });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

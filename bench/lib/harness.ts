@@ -74,6 +74,24 @@ export async function measureBest(n: number, argv: string[], opts: MeasureOption
   return { ...best!, maxRssKiB: rss };
 }
 
+/**
+ * Runs two measurements in turn, `n` times (so both see the same page-cache and writeback
+ * state); returns the best wall time of each, with the highest peak RSS either run saw.
+ */
+export async function measureAlternating(n: number, first: () => Promise<Measurement>, second: () => Promise<Measurement>): Promise<[Measurement, Measurement]> {
+  const a: Measurement[] = [];
+  const b: Measurement[] = [];
+  for (let i = 0; i < n; i++) {
+    a.push(await first());
+    b.push(await second());
+  }
+  const best = (ms: Measurement[]): Measurement => ({
+    ...ms.reduce((x, m) => (m.wallSeconds < x.wallSeconds ? m : x)),
+    maxRssKiB: Math.max(...ms.map((m) => m.maxRssKiB)),
+  });
+  return [best(a), best(b)];
+}
+
 export const mib = (kib: number): string => `${(kib / 1024).toFixed(1)} MiB`;
 
 export interface Comparison {
