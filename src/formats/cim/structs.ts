@@ -23,7 +23,7 @@ import {
   VERSION_MAJOR,
   VERSION_MINOR,
 } from './constants.js';
-import { decodeGuid, encodeGuid } from './guid.js';
+import { readGuid, writeGuid } from '../guid.js';
 
 // ---- region offsets -------------------------------------------------------------------------
 
@@ -83,14 +83,14 @@ export interface RegionSet {
 }
 
 export function encodeRegionSet(buf: Buffer, off: number, rs: RegionSet): void {
-  encodeGuid(rs.guid, buf, off);
+  writeGuid(buf, off, rs.guid);
   buf.writeUInt16LE(rs.count, off + 16);
   buf.writeUInt16LE(0, off + 18);
   buf.writeUInt32LE(0, off + 20);
 }
 
 export function decodeRegionSet(buf: Buffer, off: number): RegionSet {
-  return { guid: decodeGuid(buf, off), count: buf.readUInt16LE(off + 16) };
+  return { guid: readGuid(buf, off), count: buf.readUInt16LE(off + 16) };
 }
 
 export interface ImageHeader {

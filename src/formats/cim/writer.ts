@@ -45,7 +45,8 @@ import {
   StreamType,
   UPCASE_TABLE_LENGTH,
 } from './constants.js';
-import { deriveCimGuid, parseCimGuid, randomCimGuid } from './guid.js';
+import { deriveCimGuid } from './guid.js';
+import { parseGuid, randomGuid } from '../guid.js';
 import { checkComponent, compareFolded, defaultUpcase, foldWith, splitPath, type Upcase } from './names.js';
 import { CimReader } from './reader.js';
 import { objectDigest, RegionFileWriter } from './region.js';
@@ -157,9 +158,9 @@ export class CimWriter {
     try {
       const guid =
         opts.guid === 'random'
-          ? randomCimGuid()
+          ? randomGuid()
           : opts.guid !== undefined
-            ? parseCimGuid(opts.guid)
+            ? parseGuid(opts.guid)
             : deriveCimGuid('region-set', name, ...parents.map((p) => p.guid));
       if (parents.some((p) => p.guid === guid)) throw invalidArgument(`region set GUID ${guid} is already used by a parent`);
       const regionBase = parents.reduce((n, p) => n + p.count, 0);
