@@ -1,9 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { kindOf } from '../../../src/services/errdefs.js';
 import { CimfsSnapshotter } from '../../../src/plugins/snapshots/cimfs/cimfs.js';
 import { BlockCimSnapshotter, type BlockCimBackend, type BlockCimRef } from '../../../src/plugins/snapshots/blockcim/blockcim.js';
 import { CimWriter } from '../../../src/formats/cim/index.js';
@@ -11,6 +9,7 @@ import { info as vhdxInfo } from '../../../src/formats/vhdx/index.js';
 import { snapshotterConformance } from './conformance.js';
 import { startTestServer } from '../../helpers/grpc.js';
 import { runTool } from '../../helpers/tools.js';
+import { freshSnapshotter, rejectsKind } from '../../helpers/snapshotter.js';
 
 const MiB = 1024 * 1024;
 const scratch = { templateSize: 64 * MiB, formatNtfs: 'never' as const };
@@ -36,26 +35,7 @@ for (const [name, open] of [
 }
 
 function fresh<T extends CimfsSnapshotter | BlockCimSnapshotter>(open: (root: string) => T) {
-  const tmp = mkdtempSync(join(tmpdir(), 'winsnap-cim-'));
-  const root = join(tmp, 'root');
-  const sn = open(root);
-  return {
-    root,
-    sn,
-    dir: (id: string) => join(root, 'snapshots', id),
-    done: async () => {
-      await sn.close();
-      rmSync(tmp, { recursive: true, force: true });
-    },
-  };
-}
-
-async function rejectsKind(p: Promise<unknown>, kind: string, re?: RegExp): Promise<void> {
-  await assert.rejects(p, (e: Error) => {
-    assert.equal(kindOf(e), kind, e.message);
-    if (re) assert.match(e.message, re);
-    return true;
-  });
+  return freshSnapshotter('cim', open);
 }
 
 /** Writes a small CIM image for snapshot id (what the cimfs differ does on unpack). */

@@ -1,13 +1,12 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, lstatSync, mkdtempSync, readlinkSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, lstatSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { kindOf } from '../../../src/services/errdefs.js';
 import { LcowSnapshotter } from '../../../src/plugins/snapshots/lcow/lcow.js';
 import { snapshotterConformance } from './conformance.js';
 import { startTestServer } from '../../helpers/grpc.js';
 import { runTool } from '../../helpers/tools.js';
+import { freshSnapshotter, rejectsKind } from '../../helpers/snapshotter.js';
 
 const MiB = 1024 * 1024;
 // a small default scratch keeps the suite fast; one test below uses the real 20 GiB default
@@ -27,23 +26,7 @@ for (const prefix of ['', 'extract-']) {
 }
 
 function fresh(defaultScratchBytes?: number) {
-  const tmp = mkdtempSync(join(tmpdir(), 'winsnap-lcow-'));
-  const root = join(tmp, 'root');
-  const sn = open(root, defaultScratchBytes);
-  return {
-    tmp,
-    root,
-    sn,
-    dir: (id: string) => join(root, 'snapshots', id),
-    done: async () => {
-      await sn.close();
-      rmSync(tmp, { recursive: true, force: true });
-    },
-  };
-}
-
-async function rejectsKind(p: Promise<unknown>, kind: string): Promise<void> {
-  await assert.rejects(p, (e: Error) => kindOf(e) === kind || assert.fail(`${kindOf(e)}: ${e.message}`));
+  return freshSnapshotter('lcow', (root) => open(root, defaultScratchBytes));
 }
 
 /** The scratch disk is a VHDX qemu accepts, holding an ext4 e2fsck accepts. */

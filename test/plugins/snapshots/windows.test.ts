@@ -12,6 +12,7 @@ import { runTool } from '../../helpers/tools.js';
 import { UnionView } from '../../../src/formats/layerdir/union.js';
 import { info as vhdxInfo } from '../../../src/formats/vhdx/index.js';
 import { hivexmlTree } from '../../formats/regf/validators.js';
+import { freshSnapshotter, rejectsKind } from '../../helpers/snapshotter.js';
 
 // small scratch templates keep the suite fast; sizes do not change any behaviour under test
 const TEST_LAYER_CONFIG = { sandboxTemplateSize: 64 << 20, uvmTemplateSize: 32 << 20, formatNtfs: 'never' as const };
@@ -32,26 +33,8 @@ for (const prefix of ['', 'extract-']) {
   );
 }
 
-function fresh(): { root: string; sn: WindowsSnapshotter; done: () => Promise<void> } {
-  const tmp = mkdtempSync(join(tmpdir(), 'winsnap-windows-'));
-  const root = join(tmp, 'root');
-  const sn = open(root);
-  return {
-    root,
-    sn,
-    done: async () => {
-      await sn.close();
-      rmSync(tmp, { recursive: true, force: true });
-    },
-  };
-}
-
-async function rejectsKind(p: Promise<unknown>, kind: string, re?: RegExp): Promise<void> {
-  await assert.rejects(p, (e: Error) => {
-    assert.equal(kindOf(e), kind, e.message);
-    if (re) assert.match(e.message, re);
-    return true;
-  });
+function fresh() {
+  return freshSnapshotter('windows', open);
 }
 
 describe('windows snapshotter: mounts and layout (DESIGN.md mount table)', () => {
