@@ -912,15 +912,3 @@ export class Ext4Writer {
     return s;
   }
 }
-
-/** Converts a tar (as entries) to an ext4 image at `path`. */
-export async function tarToExt4(entries: AsyncIterable<TarEntry>, path: string, opts: Ext4WriterOptions & { uuidSeed?: () => string } = {}): Promise<Ext4Result> {
-  const w = new Ext4Writer(path, opts);
-  try {
-    for await (const e of entries) await w.add(e);
-  } catch (err) {
-    await w.abort();
-    throw err;
-  }
-  return w.close(opts.uuidSeed?.() ?? '');
-}
