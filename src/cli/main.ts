@@ -23,9 +23,11 @@ export function buildProgram(commands: RegisterCommand[]): Command {
 export async function main(argv: string[]): Promise<number> {
   let program: Command;
   try {
-    // only the command being run is loaded (all of them for help or an unknown command)
+    // only the command being run is loaded (all of them for help or an unknown command,
+    // none for the version)
     const first = argv.find((a) => !a.startsWith('-'));
-    program = buildProgram(await loadCommands(first ? [first] : []));
+    const versionOnly = !first && argv.some((a) => a === '-V' || a === '--version');
+    program = buildProgram(versionOnly ? [] : await loadCommands(first ? [first] : []));
   } catch (err) {
     process.stderr.write(`winsnap: ${toWinsnapError(err).message}\n`);
     return 1;

@@ -12,7 +12,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve as resolvePath, win32 } from 'node:path';
-import { crc32c } from '@node-rs/crc32';
+import { crc32c } from '../checksum.js';
 import {
   failedPrecondition,
   invalidArgument,

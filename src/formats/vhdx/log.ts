@@ -4,7 +4,7 @@
  * procedure of §2.3.3 and returns the writes to replay in order. We never write log entries;
  * this is only for files other writers (Windows, qemu) left with a non-empty log.
  */
-import { crc32c } from '@node-rs/crc32';
+import { crc32c } from '../checksum.js';
 import { invalidArgument } from '../../services/errdefs.js';
 import {
   LOG_DESCRIPTOR_SIZE,

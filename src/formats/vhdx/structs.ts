@@ -4,7 +4,7 @@
  * metadata items, §2.6.2.6 parent locator). Every parse error names the structure and the
  * byte offset in the file.
  */
-import { crc32c } from '@node-rs/crc32';
+import { crc32c } from '../checksum.js';
 import { invalidArgument } from '../../services/errdefs.js';
 import {
   FP_HAS_PARENT,

@@ -221,6 +221,33 @@ describe('raw → VHDX conversion', () => {
     }
   });
 
+  it('allocated but all-zero data stays unallocated; one changed byte changes the identifiers', async () => {
+    const raw = join(dir, 'zeros.raw');
+    writeFileSync(raw, Buffer.alloc(6 * MiB)); // written zeros: data extents, no data
+    const z = join(dir, 'zeros.vhdx');
+    const info = await rawToVhdx(raw, z, { blockSize: 2 * MiB });
+    assert.equal(info.allocatedBlocks, 0);
+    qemuCheck(z);
+    assertSameBytes(qemuToRaw(z, dir), readFileSync(raw), 'zeros');
+    // content-derived identifiers see a change in the middle of a chunk
+    const a = join(dir, 'one-a.vhdx');
+    const b = join(dir, 'one-b.vhdx');
+    const data = seededBytes(4 * MiB, 7);
+    writeFileSync(raw, data);
+    await rawToVhdx(raw, a, { blockSize: 2 * MiB });
+    data[MiB + 12345] ^= 1;
+    writeFileSync(raw, data);
+    await rawToVhdx(raw, b, { blockSize: 2 * MiB });
+    const ids: string[] = [];
+    for (const p of [a, b]) {
+      const d = await open(p);
+      ids.push(d.info.virtualDiskId);
+      await d.close();
+    }
+    assert.notEqual(ids[0], ids[1]);
+    assertSameBytes(qemuToRaw(b, dir), data, 'one byte changed');
+  });
+
   it('pads a raw image that is not whole sectors; same input gives byte-identical files', async () => {
     const raw = join(dir, 'odd.raw');
     writeFileSync(raw, seededBytes(MiB + 100, 42));
