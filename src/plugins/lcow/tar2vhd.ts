@@ -19,6 +19,9 @@ import { HashWorker } from '../../services/hash-worker.js';
 
 export const LCOW_MAX_DISK_SIZE = 128 * 1024 ** 3;
 
+/** Tar files smaller than this are hashed on the calling thread (see tar2vhd). */
+export const PARALLEL_MIN_BYTES = 32 * 1024 * 1024;
+
 export interface Tar2VhdOptions extends Ext4WriterOptions {
   verity?: boolean;
   /** append the fixed VHD footer (default true) */
@@ -35,7 +38,10 @@ export interface Tar2VhdOptions extends Ext4WriterOptions {
    * decompressed through); called once the stream has ended. The tar is then not hashed again.
    */
   tarDigest?: () => string;
-  /** hash on a worker thread (tar digest with `tarFile`, dm-verity level 0 while writing); default true */
+  /**
+   * Hash on a worker thread (tar digest with `tarFile`, dm-verity level 0 while writing): true
+   * always, false never; by default unless `tarFile` is smaller than PARALLEL_MIN_BYTES.
+   */
   parallel?: boolean;
 }
 
@@ -71,7 +77,9 @@ function later<T>(p: Promise<T>): Promise<T> {
  * here keeps a view of a chunk past the next one.
  */
 export async function tar2vhd(tar: Readable | AsyncIterable<Buffer>, out: string, opts: Tar2VhdOptions = {}): Promise<Tar2VhdResult> {
-  const parallel = opts.parallel !== false;
+  // A worker thread costs ~50 ms of start-up before it hashes anything; below PARALLEL_MIN_BYTES
+  // the main thread finishes the conversion before a worker would finish hashing, so it hashes.
+  const parallel = opts.parallel ?? !(opts.tarFile !== undefined && statSync(opts.tarFile).size < PARALLEL_MIN_BYTES);
   const worker = parallel && (opts.verity || (opts.tarFile && !opts.tarDigest)) ? new HashWorker() : undefined;
   try {
     const fileDigest = worker && opts.tarFile && !opts.tarDigest ? later(worker.digestFile(opts.tarFile)) : undefined;

@@ -6,7 +6,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, lstatSync, readlinkSync, openSync, readSync, closeSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, lstatSync, readlinkSync, openSync, readSync, closeSync, linkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -301,21 +301,35 @@ describe('tar2vhd: ext4 checked by e2fsck and debugfs', () => {
     assert.equal(sha(readFileSync(again)), sha(readFileSync(img)));
   });
 
+  test('converting over an existing file replaces it: a new file, the old one untouched for its other links', async () => {
+    const out = join(dir, 'replaced.img');
+    const oldBytes = Buffer.alloc(3 * 1024 * 1024, 0x5a);
+    writeFileSync(out, oldBytes);
+    linkSync(out, join(dir, 'old-link.img'));
+    await tar2vhd(Readable.from([tar]), out, { convertWhiteouts: true, footer: false });
+    assert.equal(sha(readFileSync(out)), sha(readFileSync(img)));
+    assert.equal(sha(readFileSync(join(dir, 'old-link.img'))), sha(oldBytes));
+  });
+
   test('the file path (ring-buffer reads, digest and verity on a worker thread) gives the same bytes, digest and root hash as the stream path', async () => {
     const tarFile = join(dir, 'layer.tar');
     writeFileSync(tarFile, tar);
     const viaFile = join(dir, 'via-file.vhd');
     const viaStream = join(dir, 'via-stream.vhd');
-    const a = await tar2vhd(readFileChunks(tarFile, { chunkSize: 64 << 10, slots: 3 }), viaFile, { tarFile, convertWhiteouts: true, verity: true, maxDiskSize: 128 * 1024 ** 3 });
+    const a = await tar2vhd(readFileChunks(tarFile, { chunkSize: 64 << 10, slots: 3 }), viaFile, { tarFile, convertWhiteouts: true, verity: true, parallel: true, maxDiskSize: 128 * 1024 ** 3 });
     const b = await tar2vhd(Readable.from([tar]), viaStream, { convertWhiteouts: true, verity: true, parallel: false, maxDiskSize: 128 * 1024 ** 3 });
     assert.equal(a.digest, `sha256:${sha(tar)}`);
     assert.deepEqual(a, b);
     assert.equal(sha(readFileSync(viaFile)), sha(readFileSync(viaStream)));
+    // a small tar file is hashed on the calling thread by default: same result
+    const inline = await tar2vhd(readFileChunks(tarFile), join(dir, 'inline.vhd'), { tarFile, convertWhiteouts: true, verity: true, maxDiskSize: 128 * 1024 ** 3 });
+    assert.deepEqual(inline, a);
+    assert.equal(sha(readFileSync(join(dir, 'inline.vhd'))), sha(readFileSync(viaFile)));
     // the digest comes from the file: a file that is not the stream is caught
     const other = join(dir, 'other.tar');
     writeFileSync(other, Buffer.concat([tar, Buffer.alloc(512)]));
     await assert.rejects(
-      tar2vhd(Readable.from([tar]), join(dir, 'x.vhd'), { tarFile: other, convertWhiteouts: true }),
+      tar2vhd(Readable.from([tar]), join(dir, 'x.vhd'), { tarFile: other, convertWhiteouts: true, parallel: true }),
       (e: Error) => kindOf(e) === 'FailedPrecondition' && /changed while/.test(e.message),
     );
   });
