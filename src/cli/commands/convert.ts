@@ -65,6 +65,7 @@ export function register(program: Command): void {
       const { tar, file } = await openTar(o.input);
       const r = await tar2vhd(tar, o.output, {
         tarFile: file,
+        digest: o.json === true, // printed only with --json; the output bytes do not depend on it
         verity: o.verity,
         hashDevice: o.hashDevice,
         footer: o.footer,
@@ -84,7 +85,7 @@ export function register(program: Command): void {
       const dir = mkdtempSync(join(tmpdir(), 'winsnap-roothash-'));
       try {
         const { tar, file } = await openTar(o.input);
-        const r = await tar2vhd(tar, join(dir, 'layer.img'), { tarFile: file, verity: true, footer: false, convertWhiteouts: true, maxDiskSize: LCOW_MAX_DISK_SIZE });
+        const r = await tar2vhd(tar, join(dir, 'layer.img'), { tarFile: file, digest: o.json === true, verity: true, footer: false, convertWhiteouts: true, maxDiskSize: LCOW_MAX_DISK_SIZE });
         process.stdout.write(o.json ? `${JSON.stringify({ rootHash: r.rootHash, digest: r.digest, ext4Size: r.ext4Size })}\n` : `${r.rootHash}\n`);
       } finally {
         rmSync(dir, { recursive: true, force: true });

@@ -325,6 +325,11 @@ describe('tar2vhd: ext4 checked by e2fsck and debugfs', () => {
     const inline = await tar2vhd(readFileChunks(tarFile), join(dir, 'inline.vhd'), { tarFile, convertWhiteouts: true, verity: true, maxDiskSize: 128 * 1024 ** 3 });
     assert.deepEqual(inline, a);
     assert.equal(sha(readFileSync(join(dir, 'inline.vhd'))), sha(readFileSync(viaFile)));
+    // without the digest: no digest in the result, and the same bytes (identifiers come from the fingerprint)
+    const bare = await tar2vhd(readFileChunks(tarFile), join(dir, 'bare.vhd'), { tarFile, digest: false, convertWhiteouts: true, verity: true, maxDiskSize: 128 * 1024 ** 3 });
+    assert.equal(bare.digest, undefined);
+    assert.deepEqual({ ...bare, digest: a.digest }, a);
+    assert.equal(sha(readFileSync(join(dir, 'bare.vhd'))), sha(readFileSync(viaFile)));
     // the digest comes from the file: a file that is not the stream is caught
     const other = join(dir, 'other.tar');
     writeFileSync(other, Buffer.concat([tar, Buffer.alloc(512)]));

@@ -51,7 +51,7 @@ export class LcowDiffer implements Differ {
         tarDigest: () => opened.uncompressed.digest(), // already hashed while decompressing
       });
       opened.verify();
-      return { mediaType: MT.ociLayer, digest: r.digest, size: r.tarSize };
+      return { mediaType: MT.ociLayer, digest: r.digest!, size: r.tarSize }; // set: tarDigest was given
     } catch (e) {
       await rm(out, { force: true });
       throw e;
