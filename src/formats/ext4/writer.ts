@@ -40,6 +40,8 @@ const GiB = 1024 ** 3;
 export const DEFAULT_MAX_DISK_SIZE = 16 * GiB;
 export const MAX_DISK_SIZE = 16 * 1024 * GiB;
 const ZERO_BLOCK = Buffer.alloc(BLOCK);
+/** tar types stored as regular files */
+const REGULAR: ReadonlySet<string> = new Set(['file', 'contiguous', 'unknown']);
 const WRITE_BUFFER = 1 << 20;
 
 const S_IFMT = { file: 0o100000, dir: 0o040000, symlink: 0o120000, char: 0o020000, block: 0o060000, fifo: 0o010000 } as const;
@@ -405,9 +407,41 @@ export class Ext4Writer {
   /** Adds one tar entry (its body is consumed for regular files). */
   async add(e: TarEntry): Promise<void> {
     if (this.inflight > 1) await this.settle(1);
+    if (!this.tryAdd(e)) await this.addStreamed(e);
+  }
+
+  /**
+   * Adds `e` without waiting, when that is possible: no backlog of output writes and, for a
+   * regular file, its whole body already buffered by the reader (`bufferedBody`). Returns
+   * false, having changed nothing, otherwise: then call add().
+   */
+  tryAdd(e: TarEntry): boolean {
+    if (this.inflight > 1) return false;
+    if (this.writeError) throw this.writeError;
+    const parts = tarPathParts(e.header.name);
+    let body: Buffer | undefined;
+    if (REGULAR.has(e.header.type) && !(this.opts.convertWhiteouts && (parts[parts.length - 1] ?? '').startsWith('.wh.'))) {
+      body = e.bufferedBody?.();
+      if (body === undefined) return false;
+    }
+    this.addEntry(e, parts, body);
+    return true;
+  }
+
+  /** A regular file (not a whiteout) whose body has to be streamed: tryAdd() could not add it. */
+  private async addStreamed(e: TarEntry): Promise<void> {
+    const h = e.header;
+    const parts = tarPathParts(h.name);
+    const n = this.newNode('file', h.mode, h.uid, h.gid, h.atime ?? h.mtime, h.mtime, h.ctime ?? h.mtime);
+    n.xattrs = this.xattrsOf(e);
+    await this.writeData(n, e);
+    this.place(parts, n, h.name);
+  }
+
+  /** Adds `e` (path `parts`); `body` is the whole body of a regular file (not used for other types). */
+  private addEntry(e: TarEntry, parts: string[], body: Buffer | undefined): void {
     const h = e.header;
     const name = h.name;
-    let parts = tarPathParts(name);
     const atime = h.atime ?? h.mtime;
     const ctime = h.ctime ?? h.mtime;
     const last = parts[parts.length - 1] ?? '';
@@ -465,7 +499,7 @@ export class Ext4Writer {
       case 'unknown': {
         const n = this.newNode('file', h.mode, h.uid, h.gid, atime, h.mtime, ctime);
         n.xattrs = this.xattrsOf(e);
-        await this.writeData(n, e);
+        this.writeBuffered(n, e, body!);
         this.place(parts, n, name);
         return;
       }
@@ -485,21 +519,25 @@ export class Ext4Writer {
     n.dataBlocks++;
   }
 
+  /** A regular file's whole body: non-zero blocks appended contiguously, zero blocks left as holes. */
+  private writeBuffered(n: Node, e: TarEntry, body: Buffer): void {
+    const size = e.header.size;
+    if (this.opts.inlineData && size <= INLINE_MAX) {
+      n.inline = ownCopy(body);
+      n.size = body.length;
+    } else this.endData(n, this.writeChunk(n, body, 0, 0));
+    if (n.size !== size) throw invalidArgument(`tar entry "${e.header.name}": body has ${n.size} of ${size} bytes`, { entry: e.header.name });
+  }
+
   /** Streams a regular file's body: non-zero blocks appended contiguously, zero blocks left as holes. */
   private async writeData(n: Node, e: TarEntry): Promise<void> {
     const size = e.header.size;
-    // the common case: the whole body is already in the input chunk (no waiting per chunk)
-    const whole = e.bufferedBody?.();
     if (this.opts.inlineData && size <= INLINE_MAX) {
       const data = Buffer.allocUnsafeSlow(size);
       let got = 0;
-      if (whole) got = whole.copy(data);
-      else for await (const c of e.body) got += c.copy(data, got);
+      for await (const c of e.body) got += c.copy(data, got);
       n.inline = data;
       n.size = got;
-    } else if (whole) {
-      const tail = this.writeChunk(n, whole, 0, 0);
-      this.endData(n, tail);
     } else {
       let partialLen = 0;
       for await (const c of e.body) {

@@ -67,6 +67,14 @@ const DEFAULTS = {
 
 const HEADER_ONLY: ReadonlySet<TarType> = new Set(['dir', 'symlink', 'char', 'block', 'fifo']);
 
+/** Type flags of headers that stand alone (no meta header, nothing unsupported): nextSync reads these. */
+const PLAIN_FLAGS: readonly boolean[] = (() => {
+  const t: boolean[] = new Array(256).fill(false);
+  for (const c of '01234567') t[c.charCodeAt(0)] = true;
+  t[0] = true;
+  return t;
+})();
+
 function typeOf(flag: number, name: Buffer): TarType {
   switch (flag) {
     case 0:
@@ -204,6 +212,33 @@ export class TarReader implements AsyncIterable<TarEntry> {
       this.seq++;
       if (this.remaining + this.padding > 0) await this.skipCurrent();
       return await this.readEntry();
+    } catch (err) {
+      this.failure = err;
+      throw err;
+    }
+  }
+
+  /**
+   * The next entry when it can be read from bytes already buffered, without waiting: the
+   * rest of the current entry and a plain header block (no PAX or GNU meta headers before
+   * it, not the end of the archive). Returns null, having consumed nothing, when that is not
+   * possible: then call next(), which handles every case. Same entries, same errors.
+   */
+  nextSync(): TarEntry | null {
+    if (this.failure !== undefined) throw this.failure;
+    if (this.endInfo) return null;
+    const skip = this.remaining + this.padding;
+    const block = this.src.peek(skip, BLOCK);
+    if (!block || !PLAIN_FLAGS[block[156]!] || isZeroBlock(block)) return null;
+    try {
+      this.seq++;
+      this.src.skipBuffered(skip);
+      this.remaining = 0;
+      this.padding = 0;
+      const at = this.src.offset;
+      this.src.skipBuffered(BLOCK);
+      const raw = decodeHeader(block, { offset: at }, this.opts.maxEntrySize);
+      return this.buildEntry(raw, at, at, [], false, undefined, undefined);
     } catch (err) {
       this.failure = err;
       throw err;

@@ -59,6 +59,12 @@ export class ByteSource {
     return b;
   }
 
+  /** The `n` bytes `skip` bytes ahead, as a view, if the current chunk holds them (nothing is consumed). */
+  peek(skip: number, n: number): Buffer | undefined {
+    const at = this.pos + skip;
+    return this.cur.length - at < n ? undefined : this.cur.subarray(at, at + n);
+  }
+
   /** Skips up to n bytes of the current chunk; returns how many. Synchronous. */
   skipBuffered(n: number): number {
     const k = Math.min(n, this.cur.length - this.pos);

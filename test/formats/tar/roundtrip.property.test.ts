@@ -9,8 +9,10 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { tempDir } from '../../helpers/tools.js';
 import {
+  TarReader,
   TarWriter,
   readTar,
+  type TarEntry,
   formatPaxTime,
   type PaxRecord,
   type TarHeaderInput,
@@ -191,6 +193,32 @@ test('write → read gives the same headers, records and data; read → write gi
         back.forEach((b, k) => assert.ok(b.data.equals(items[k]!.data)));
         // Re-encoding what was read (records now explicit) reproduces the archive exactly.
         assert.ok((await writeArchive(back)).equals(bytes), 'read → write is byte-identical');
+      },
+    ),
+    { numRuns: 150 },
+  );
+});
+
+test('nextSync (buffered entries without awaiting) mixed with next() reads exactly what next() alone reads', async () => {
+  const view = (e: TarEntry, data: Buffer) => ({ header: e.header, offset: e.offset, headerOffset: e.headerOffset, dataOffset: e.dataOffset, data });
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(itemArb, { minLength: 1, maxLength: 8 }),
+      fc.array(fc.integer({ min: 1, max: 9000 }), { minLength: 1, maxLength: 8 }),
+      fc.boolean(),
+      async (items, sizes, useBuffered) => {
+        const bytes = await writeArchive(items);
+        const plain: ReturnType<typeof view>[] = [];
+        for await (const e of readTar(randomChunks(bytes, sizes))) plain.push(view(e, await e.readAll()));
+        const mixed: ReturnType<typeof view>[] = [];
+        const r = new TarReader(randomChunks(bytes, sizes));
+        for (;;) {
+          const e = r.nextSync() ?? (await r.next());
+          if (!e) break;
+          mixed.push(view(e, (useBuffered ? e.bufferedBody?.() : undefined) ?? (await e.readAll())));
+        }
+        assert.deepEqual(mixed, plain);
+        assert.deepEqual(r.end, { endOffset: bytes.length, entries: items.length, loneZeroBlock: false });
       },
     ),
     { numRuns: 150 },

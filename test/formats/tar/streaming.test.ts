@@ -97,6 +97,42 @@ test('reader: bufferedBody gives a body the chunk already holds, synchronously; 
   assert.throws(() => first.bufferedBody!(), /after the next entry was requested/);
 });
 
+test('reader: nextSync reads plain entries already buffered, and returns null (consuming nothing) where next() must wait or decide', async () => {
+  const w = new TarWriter();
+  const bytesP = collect(w);
+  await w.writeEntry({ name: 'a', size: 5 }, Buffer.from('hello'));
+  await w.writeEntry({ name: 'b', size: 700 }, Buffer.alloc(700, 2));
+  await w.writeEntry({ name: 'x'.repeat(150), size: 1 }, Buffer.from('z')); // needs a PAX header
+  await w.writeEntry({ name: 'd', size: 0 });
+  await w.finish();
+  const bytes = await bytesP;
+  const reader = new TarReader([bytes.subarray(0, 3000), bytes.subarray(3000)]);
+  assert.equal(reader.nextSync(), null, 'nothing is buffered before the first read');
+  const a = (await reader.next())!;
+  assert.equal(a.header.name, 'a');
+  const b = reader.nextSync();
+  assert.equal(b?.header.name, 'b', 'a plain header in the buffered chunk');
+  assert.equal(b!.offset, 1024);
+  assert.equal(b!.bufferedBody!()?.length, 700);
+  const pos = reader.position;
+  assert.equal(reader.nextSync(), null, 'a PAX header: next() reads it');
+  assert.equal(reader.position, pos, 'nothing consumed');
+  const c = (await reader.next())!;
+  assert.equal(c.header.name, 'x'.repeat(150));
+  assert.equal(reader.nextSync()?.header.name, 'd');
+  assert.equal(reader.nextSync(), null, 'the end-of-archive marker is left to next()');
+  assert.equal(await reader.next(), undefined);
+  assert.equal(reader.end?.entries, 4);
+  assert.equal(reader.nextSync(), null);
+  // a corrupt plain header fails the same way in both paths, and the reader stays failed
+  const bad = Buffer.from(bytes);
+  bad[1024 + 148] = 0x39; // a non-octal checksum digit in b's header
+  const r2 = new TarReader([bad]);
+  await r2.next();
+  assert.throws(() => r2.nextSync(), /checksum/);
+  await assert.rejects(r2.next(), /checksum/);
+});
+
 test('reader over a Node Readable; close() releases it', async () => {
   const w = new TarWriter();
   const bytes = collect(w);
