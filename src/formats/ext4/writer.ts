@@ -113,10 +113,18 @@ export interface Ext4Result {
 
 /** Splits a tar name into path components (leading "./" and "/" ignored; ".." refused). */
 export function tarPathParts(name: string): string[] {
-  const parts = name.split('/').filter((p) => p !== '' && p !== '.');
-  for (const p of parts) {
-    if (p === '..') throw invalidArgument(`tar entry "${name}": ".." is not allowed in an ext4 layer`, { entry: name });
-    if (Buffer.byteLength(p) > 255) throw invalidArgument(`tar entry "${name}": name component longer than 255 bytes`, { entry: name });
+  const parts: string[] = [];
+  for (let start = 0; start <= name.length; ) {
+    let end = name.indexOf('/', start);
+    if (end < 0) end = name.length;
+    if (end > start) {
+      const p = name.slice(start, end);
+      if (p === '..') throw invalidArgument(`tar entry "${name}": ".." is not allowed in an ext4 layer`, { entry: name });
+      // a UTF-16 code unit is at most 3 UTF-8 bytes: only long components need counting
+      if (p.length > 85 && Buffer.byteLength(p) > 255) throw invalidArgument(`tar entry "${name}": name component longer than 255 bytes`, { entry: name });
+      if (p !== '.') parts.push(p);
+    }
+    start = end + 1;
   }
   return parts;
 }

@@ -467,7 +467,6 @@ class BodyIterator implements AsyncIterator<Buffer> {
 
 class ReaderEntry implements TarEntry {
   private used = false;
-  readonly body: AsyncIterable<Buffer>;
 
   constructor(
     private readonly reader: TarReader,
@@ -476,8 +475,11 @@ class ReaderEntry implements TarEntry {
     readonly headerOffset: number,
     readonly dataOffset: number,
     private readonly token: number,
-  ) {
-    this.body = { [Symbol.asyncIterator]: () => this.iterator() };
+  ) {}
+
+  /** (made on demand: most consumers take bufferedBody() or readAll(), and entries are many) */
+  get body(): AsyncIterable<Buffer> {
+    return { [Symbol.asyncIterator]: () => this.iterator() };
   }
 
   private iterator(): AsyncIterator<Buffer> {
