@@ -1,0 +1,18 @@
+// Benchmark worker for bench/tar2vhd.bench.ts: runs `convert tar2vhd` N times in one process
+// through the built CLI bundle (dist/main.js, what bin/winsnap runs), as a long-lived process
+// such as `winsnap serve` (where the lcow differ converts layers) would: no process start-up,
+// and from the second run on, code the JIT has already compiled. Prints the wall time of each
+// run, in seconds, as a JSON array into TIMES_FILE.
+// Usage: node bench/tar2vhd.inproc.mjs TIMES_FILE TAR OUT N [extra convert options...]
+import { writeFileSync } from 'node:fs';
+
+const [timesFile, tar, out, n, ...extra] = process.argv.slice(2);
+const { main } = await import(new URL('../dist/main.js', import.meta.url).href);
+const times = [];
+for (let i = 0; i < Number(n); i++) {
+  const t = process.hrtime.bigint();
+  const code = await main(['convert', 'tar2vhd', '-i', tar, '-o', out, '--max-size', '128G', ...extra]);
+  if (code !== 0) process.exit(code);
+  times.push(Number(process.hrtime.bigint() - t) / 1e9);
+}
+writeFileSync(timesFile, `${JSON.stringify(times)}\n`);
