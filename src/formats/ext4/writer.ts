@@ -40,6 +40,8 @@ const GiB = 1024 ** 3;
 export const DEFAULT_MAX_DISK_SIZE = 16 * GiB;
 export const MAX_DISK_SIZE = 16 * 1024 * GiB;
 const ZERO_BLOCK = Buffer.alloc(BLOCK);
+/** the extents of a node without data blocks (shared, frozen: a node gets its own array on its first block) */
+const NO_EXTENTS = Object.freeze([]) as unknown as number[];
 /** tar types stored as regular files */
 const REGULAR: ReadonlySet<string> = new Set(['file', 'contiguous', 'unknown']);
 const WRITE_BUFFER = 1 << 20;
@@ -243,7 +245,7 @@ export class Ext4Writer {
       cSec: ctime ? Number(ctime.sec) : 0,
       cNsec: ctime ? ctime.nsec : 0,
       size: 0,
-      extents: [],
+      extents: NO_EXTENTS,
       dataBlocks: 0,
       target: undefined,
       devMajor: 0,
@@ -523,6 +525,7 @@ export class Ext4Writer {
     const x = n.extents;
     const k = x.length - 3;
     if (k >= 0 && x[k]! + x[k + 1]! === logical && x[k + 2]! + x[k + 1]! === phys && x[k + 1]! < MAX_EXTENT_LEN) x[k + 1]!++;
+    else if (k < 0) n.extents = [logical, 1, phys]; // an array of exactly 3 (push would reserve 17)
     else x.push(logical, 1, phys);
     n.dataBlocks++;
   }
