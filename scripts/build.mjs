@@ -53,13 +53,16 @@ function buildNative() {
   const headers = nodeHeaders();
   if (!headers) return "Node's headers (node_api.h) were not found";
   mkdirSync('dist/native', { recursive: true });
-  const cc = process.env.CC || 'cc';
   const args = ['-O2', '-Wall', '-Werror', '-shared', '-fPIC', '-I', headers, 'native/fsx.c', '-o', 'dist/native/fsx.node'];
   if (process.platform === 'darwin') args.push('-undefined', 'dynamic_lookup');
-  const r = spawnSync(cc, args, { encoding: 'utf8' });
-  if (r.error) return `${cc} could not run: ${r.error.message}`;
-  if (r.status !== 0) return `${cc} failed:\n${r.stderr}`;
-  return undefined;
+  const problems = [];
+  for (const cc of process.env.CC ? [process.env.CC] : ['cc', 'gcc', 'clang']) {
+    const r = spawnSync(cc, args, { encoding: 'utf8' });
+    if (r.error) problems.push(`${cc} could not run (${r.error.code ?? r.error.message})`);
+    else if (r.status !== 0) return `${cc} failed:\n${r.stderr}`;
+    else return undefined;
+  }
+  return `no C compiler: ${problems.join('; ')}`;
 }
 
 const nativeProblem = buildNative();
