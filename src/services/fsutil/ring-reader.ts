@@ -3,33 +3,53 @@
  * allocates nothing per chunk (a stream allocates a fresh buffer per read, and those wait
  * for the garbage collector: tens of MiB of resident memory on a big layer).
  *
- * The next chunk is read while the consumer works on the current one. Contract for the
- * consumer: a chunk, and every view of it, must not be used once the chunk `slots - 2`
- * places later has been requested (the default ring of 4: once the next-but-one has been). The
+ * The next `readAhead` chunks (default 2) are read, at their own offsets, while the consumer
+ * works on the current one: on a machine with few cores the thread pool also carries the
+ * consumer's output writes, and one read in flight left the consumer waiting for it.
+ * Contract for the consumer: a chunk, and every view of it, may be used until the consumer
+ * asks for the chunk after the next one (the ring has at least readAhead + 2 buffers). The
  * tar reader (which copies a header that straddles two chunks) followed by a consumer that
  * copies what it keeps (the ext4 writer) meets it.
  */
 import { open } from 'node:fs/promises';
 
-export async function* readFileChunks(path: string, opts: { chunkSize?: number; slots?: number } = {}): AsyncGenerator<Buffer> {
+export interface ReadFileChunksOptions {
+  /** bytes per chunk (default 512 KiB) */
+  chunkSize?: number;
+  /** chunks read ahead of the consumer (default 2) */
+  readAhead?: number;
+  /** buffers in the ring (default and minimum: readAhead + 2) */
+  slots?: number;
+}
+
+export async function* readFileChunks(path: string, opts: ReadFileChunksOptions = {}): AsyncGenerator<Buffer> {
   const size = opts.chunkSize ?? 512 << 10;
-  const slots = Math.max(3, opts.slots ?? 4);
+  const depth = Math.max(1, opts.readAhead ?? 2);
+  const slots = Math.max(depth + 2, opts.slots ?? 0);
   const ring = Array.from({ length: slots }, () => Buffer.allocUnsafe(size));
   const fh = await open(path, 'r');
-  const read = (i: number) => fh.read(ring[i % slots]!, 0, size, null);
-  let ahead: ReturnType<typeof read> | undefined;
+  const pending: Promise<{ bytesRead: number; buffer: Buffer }>[] = [];
+  let next = 0;
+  const issue = (): void => {
+    const i = next++;
+    const p = fh.read(ring[i % slots]!, 0, size, i * size);
+    p.catch(() => undefined); // awaited in order below; not an unhandled rejection meanwhile
+    pending.push(p);
+  };
   try {
-    ahead = read(0);
-    for (let i = 0; ; i++) {
-      const { bytesRead, buffer } = await ahead;
-      ahead = undefined;
+    for (let k = 0; k < depth; k++) issue();
+    for (;;) {
+      const { bytesRead, buffer } = await pending.shift()!;
       if (bytesRead === 0) return;
-      if (bytesRead === size) ahead = read(i + 1); // reads are sequential: the next starts after this one ended
-      yield bytesRead === size ? buffer : buffer.subarray(0, bytesRead);
-      ahead ??= read(i + 1);
+      if (bytesRead < size) {
+        yield buffer.subarray(0, bytesRead);
+        return; // the end of the file (the reads issued past it find nothing)
+      }
+      issue();
+      yield buffer;
     }
   } finally {
-    await ahead?.catch(() => undefined);
+    await Promise.allSettled(pending);
     await fh.close();
   }
 }

@@ -33,11 +33,35 @@ describe('readFileChunks', () => {
     const p = join(dir, 'ring');
     writeFileSync(p, randomBytes(4096 * 10));
     const seen: ArrayBufferLike[] = [];
-    for await (const c of readFileChunks(p, { chunkSize: 4096, slots: 3 })) seen.push(c.buffer);
+    for await (const c of readFileChunks(p, { chunkSize: 4096, readAhead: 1, slots: 3 })) seen.push(c.buffer);
     assert.equal(seen.length, 10);
     assert.equal(seen[0], seen[3]);
     assert.notEqual(seen[0], seen[1]);
     assert.notEqual(seen[1], seen[2]);
+  });
+
+  test('with reads ahead, the previous chunk stays intact while the consumer works on the next', async () => {
+    const data = randomBytes(4096 * 25 + 100);
+    const p = join(dir, 'ahead');
+    writeFileSync(p, data);
+    for (const readAhead of [1, 2, 3]) {
+      let prev: Buffer | undefined;
+      let prevAt = 0;
+      let at = 0;
+      const buffers = new Set<ArrayBufferLike>();
+      for await (const c of readFileChunks(p, { chunkSize: 4096, readAhead })) {
+        // let the reads in flight land before looking at the previous chunk
+        await new Promise((resolve) => setImmediate(resolve));
+        if (prev) assert.ok(prev.equals(data.subarray(prevAt, prevAt + prev.length)), `readAhead ${readAhead}: chunk at ${prevAt} was overwritten`);
+        assert.ok(c.equals(data.subarray(at, at + c.length)), `readAhead ${readAhead}: chunk at ${at}`);
+        buffers.add(c.buffer);
+        prev = c;
+        prevAt = at;
+        at += c.length;
+      }
+      assert.equal(at, data.length);
+      assert.equal(buffers.size, readAhead + 2, 'a ring of readAhead + 2 buffers');
+    }
   });
 
   test('a missing file rejects', async () => {
