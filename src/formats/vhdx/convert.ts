@@ -58,6 +58,43 @@ async function readFull(fh: import('node:fs/promises').FileHandle, buf: Buffer, 
   return done;
 }
 
+/**
+ * Runs `tasks` through a ring of `chunk`-byte buffers: `read` fills a buffer for a task (up to
+ * READ_AHEAD tasks ahead), then `consume` looks at the data and may start a write of it,
+ * returning that write's promise (up to WRITES_IN_FLIGHT run behind); a buffer is reused once
+ * its write has finished. After an error, waits for whatever is still in flight, then rethrows.
+ * (Exported for its tests.)
+ */
+export async function pipeline<T>(
+  tasks: readonly T[],
+  chunk: number,
+  read: (buf: Buffer, task: T) => Promise<Buffer>,
+  consume: (data: Buffer, task: T) => Promise<void> | undefined,
+): Promise<void> {
+  const slots = READ_AHEAD + WRITES_IN_FLIGHT + 1;
+  const bufs = Array.from({ length: Math.min(slots, tasks.length) }, () => Buffer.allocUnsafe(chunk));
+  const free: Promise<unknown>[] = bufs.map(() => Promise.resolve());
+  const reads: (Promise<Buffer> | undefined)[] = [];
+  const start = (i: number): void => {
+    const slot = i % slots;
+    reads[i] = later(free[slot]!.then(() => read(bufs[slot]!, tasks[i]!)));
+  };
+  try {
+    for (let i = 0; i < Math.min(READ_AHEAD, tasks.length); i++) start(i);
+    for (let i = 0; i < tasks.length; i++) {
+      if (i + READ_AHEAD < tasks.length) start(i + READ_AHEAD);
+      const data = await reads[i]!;
+      reads[i] = undefined;
+      const w = consume(data, tasks[i]!);
+      if (w) free[i % slots] = later(w);
+    }
+    await Promise.all(free);
+  } catch (err) {
+    await Promise.allSettled([...free, ...reads.filter((r) => r !== undefined)]);
+    throw err;
+  }
+}
+
 /** Converts a raw disk image to a dynamic (or fixed) VHDX. */
 export async function rawToVhdx(input: string, output: string, opts: RawToVhdxOptions = {}): Promise<VhdxInfo> {
   const rawSize = (await stat(input)).size;
@@ -80,8 +117,6 @@ export async function rawToVhdx(input: string, output: string, opts: RawToVhdxOp
   const at = await beginAtomicCreate(output, opts.overwrite ?? false);
   const inp = await open(input, 'r');
   let out: RandomAccessFile | undefined;
-  /** waits for every read and write still in flight (before closing the files after an error) */
-  let settle = async (): Promise<unknown> => undefined;
   try {
     out = await RandomAccessFile.create(at.tmp, true);
     const file = out;
@@ -93,32 +128,21 @@ export async function rawToVhdx(input: string, output: string, opts: RawToVhdxOp
       while (ext < extents.length && extents[ext]!.end <= pos) ext++;
       if (ext < extents.length && extents[ext]!.start < end) tasks.push({ pos, want: end - pos });
     }
-    // Pipeline over a ring of buffers: reads run READ_AHEAD chunks ahead of the one being
-    // checked and hashed, and several positional writes may be in flight; a buffer is reused
-    // once its write has finished.
-    const slots = READ_AHEAD + WRITES_IN_FLIGHT + 1;
-    const bufs = Array.from({ length: slots }, () => Buffer.allocUnsafe(chunk));
-    const free: Promise<unknown>[] = Array.from({ length: slots }, () => Promise.resolve());
-    const reads: Promise<number>[] = [];
-    settle = () => Promise.allSettled([...free, ...reads.filter(Boolean)]);
-    const startRead = (i: number): void => {
-      const t = tasks[i]!;
-      const slot = i % slots;
-      reads[i] = later(free[slot]!.then(() => readFull(inp, bufs[slot]!, t.want, t.pos)));
-    };
     const blockOffsets = new Map<number, number>();
     let nextFree = plan.dataOffset;
     let done = 0;
-    for (let i = 0; i < Math.min(READ_AHEAD, tasks.length); i++) startRead(i);
-    for (let i = 0; i < tasks.length; i++) {
-      if (i + READ_AHEAD < tasks.length) startRead(i + READ_AHEAD);
-      const { pos, want } = tasks[i]!;
-      const got = await reads[i]!;
-      delete reads[i];
-      if (got !== want) throw invalidArgument(`${input} shrank while reading (short read at offset ${pos})`);
-      const slot = i % slots;
-      const data = bufs[slot]!.subarray(0, got);
-      if (!isZero(data)) {
+    await pipeline(
+      tasks,
+      chunk,
+      async (buf, { pos, want }) => {
+        const got = await readFull(inp, buf, want, pos);
+        if (got !== want) throw invalidArgument(`${input} shrank while reading (short read at offset ${pos})`);
+        return buf.subarray(0, got);
+      },
+      (data, { pos }) => {
+        done += data.length;
+        opts.onProgress?.(done, rawSize);
+        if (isZero(data)) return undefined;
         const b = Math.floor(pos / bs);
         let blockOff = blockOffsets.get(b);
         if (blockOff === undefined) {
@@ -127,12 +151,9 @@ export async function rawToVhdx(input: string, output: string, opts: RawToVhdxOp
           blockOffsets.set(b, blockOff);
         }
         digest.update(`${pos}:${crc32(data)}\n`);
-        free[slot] = later(file.write(blockOff + (pos - b * bs), data));
-      }
-      done += got;
-      opts.onProgress?.(done, rawSize);
-    }
-    await Promise.all(free);
+        return file.write(blockOff + (pos - b * bs), data);
+      },
+    );
     opts.onProgress?.(rawSize, rawSize);
     for (let b = 0; b < geom.payloadBlocks; b++) {
       const off = opts.fixed ? plan.dataOffset + b * bs : blockOffsets.get(b);
@@ -159,7 +180,6 @@ export async function rawToVhdx(input: string, output: string, opts: RawToVhdxOp
     out = undefined;
     await at.finish();
   } catch (err) {
-    await settle();
     await out?.close().catch(() => undefined);
     await at.abort();
     throw err;
@@ -191,27 +211,26 @@ export async function vhdxToRaw(input: string, output: string, opts: VhdxToRawOp
   try {
     out = await RandomAccessFile.create(at.tmp, true);
     const vs = disk.size;
-    const bufs = [Buffer.allocUnsafe(CHUNK), Buffer.allocUnsafe(CHUNK)];
-    let turn = 0;
-    let pending: Promise<void> = Promise.resolve();
-    let pendingBuf: Buffer | undefined;
+    const file = out;
+    const tasks: { pos: number; n: number }[] = [];
     for (let pos = 0; pos < vs; pos += CHUNK) {
       const n = Math.min(CHUNK, vs - pos);
-      if (disk.mayHaveData(pos, n)) {
-        const whole = bufs[turn];
-        turn ^= 1;
-        if (pendingBuf === whole) await pending; // that buffer may still be being written
-        const buf = whole.subarray(0, n);
-        await disk.readInto(buf, pos);
-        if (!isZero(buf)) {
-          await pending;
-          pending = out.write(pos, buf);
-          pendingBuf = whole;
-        }
-      }
-      opts.onProgress?.(pos + n, vs);
+      if (disk.mayHaveData(pos, n)) tasks.push({ pos, n });
     }
-    await pending;
+    await pipeline(
+      tasks,
+      CHUNK,
+      async (buf, { pos, n }) => {
+        const view = buf.subarray(0, n);
+        await disk.readInto(view, pos);
+        return view;
+      },
+      (data, { pos, n }) => {
+        opts.onProgress?.(pos + n, vs);
+        return isZero(data) ? undefined : file.write(pos, data);
+      },
+    );
+    opts.onProgress?.(vs, vs);
     await out.truncate(vs);
     if (opts.sync) await out.sync();
     await out.close();
