@@ -217,9 +217,17 @@ export class Ext4Writer {
     // the thread pool (~15 ms for a 200 MB image), not here; a crash leaves no stray file (the
     // kernel frees an unlinked inode once nothing holds it).
     if (lstatSync(path, { throwIfNoEntry: false })?.isFile()) {
-      const old = openSync(path, 'r');
+      let old: number | undefined;
+      try {
+        old = openSync(path, 'r');
+      } catch {
+        // unreadable (unlinking needs only the directory): freed here, then
+      }
       unlinkSync(path);
-      this.releasingOld = new Promise((resolve) => close(old, () => resolve()));
+      if (old !== undefined) {
+        const fd = old;
+        this.releasingOld = new Promise((resolve) => close(fd, () => resolve()));
+      }
     }
     this.fd = openSync(path, 'w');
     this.root = this.newNode('dir', 0o755, 0, 0);
