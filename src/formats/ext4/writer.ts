@@ -19,7 +19,7 @@
  * - optional whiteout conversion (`.wh.X` → 0/0 character device, `.wh..wh..opq` →
  *   `trusted.overlay.opaque=y`), and a maximum size.
  * Memory: metadata of every inode (no file data). Deterministic: the UUID is derived from a
- * caller-supplied seed (the tar digest), nothing depends on the clock.
+ * caller-supplied seed (tar2vhd: a CRC fingerprint of the tar), nothing depends on the clock.
  */
 import { close, closeSync, ftruncateSync, lstatSync, openSync, unlinkSync, write, writeSync } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -599,7 +599,7 @@ export class Ext4Writer {
 
   // ---- close: metadata, inode tables, bitmaps, descriptors, superblock --------------------------
 
-  /** Writes the metadata and closes the file. `uuidSeed` makes the UUID (e.g. the tar digest). */
+  /** Writes the metadata and closes the file. `uuidSeed` makes the UUID (tar2vhd: a CRC fingerprint of the tar). */
   async close(uuidSeed = ''): Promise<Ext4Result> {
     try {
       this.flush();
