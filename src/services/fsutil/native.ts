@@ -61,6 +61,7 @@ export function nativeStatus(): { loaded: boolean; reason?: string } {
 /**
  * The ranges of [0, size) of the open file `fd` that may hold data, in order, not touching
  * each other. Bytes outside them read as zeros. Without the native helper: one range, all of it.
+ * Moves the descriptor's file offset (lseek): read at explicit positions afterwards.
  */
 export function dataExtents(fd: number, size: number): Extent[] {
   const b = load();
