@@ -63,47 +63,144 @@ export interface Ext4WriterOptions {
 export const INLINE_MAX = 60 + 68;
 const INLINE_DATA_FL = 0x10000000;
 
+/** What only some inodes have (kept out of Node so the common inode stays small). */
+interface NodeExt {
+  /** access / change time when it differs from the modification time */
+  aSec?: number;
+  aNsec?: number;
+  cSec?: number;
+  cNsec?: number;
+  /** symlink target */
+  target?: string;
+  devMajor?: number;
+  devMinor?: number;
+  xattrs?: Map<string, Buffer>;
+  /** inline data (a small file, kept until close) */
+  inline?: Buffer;
+  // set while finishing
+  xattrBlock?: number;
+  /** blocks beyond the data counted in i_blocks (extent tree, xattr block) */
+  extraBlocks?: number;
+  /** the i_block area when it is not a plain extent leaf (extent index root, inline data) */
+  iblock?: Buffer;
+  placed?: PlacedXattrs;
+}
+
 /**
- * One inode while the image is built. Kept small (about 200 bytes plus its name in the parent
- * directory): times as numbers, flat extent triples, maps only where there is something in
- * them, and nothing that pins an input chunk or a shared Buffer pool slab.
+ * One inode while the image is built. Kept small (15 fields, ~144 bytes, plus its name in the
+ * parent directory): times as numbers, flat extent triples, maps only where there is something
+ * in them, nothing that pins an input chunk or a shared Buffer pool slab, and what only some
+ * inodes have in `ext` behind accessors (a layer of 300k small files: ~96 bytes less each).
  */
-interface Node {
+class Node {
   kind: Kind;
   perm: number;
   uid: number;
   gid: number;
-  aSec: number;
-  aNsec: number;
   mSec: number;
   mNsec: number;
-  cSec: number;
-  cNsec: number;
-  size: number;
+  size = 0;
   /** flat [logical block, length, physical block] triples */
-  extents: number[];
-  dataBlocks: number;
-  /** symlink target */
-  target: string | undefined;
-  devMajor: number;
-  devMinor: number;
-  xattrs: Map<string, Buffer> | undefined;
+  extents: number[] = NO_EXTENTS;
+  dataBlocks = 0;
   children: Map<string, Node> | undefined;
   seq: number;
-  ino: number;
-  /** inline data (a small file, kept until close) */
-  inline: Buffer | undefined;
+  ino = 0;
   // set while finishing
-  links: number;
-  parent: Node | undefined;
-  xattrBlock: number;
-  /** blocks beyond the data counted in i_blocks (extent tree, xattr block) */
-  extraBlocks: number;
-  /** the i_block area when it is not a plain extent leaf (extent index root, inline data) */
-  iblock: Buffer | undefined;
-  placed: PlacedXattrs | undefined;
-}
+  links = 0;
+  parent: Node | undefined = undefined;
+  ext: NodeExt | undefined = undefined;
 
+  constructor(kind: Kind, perm: number, uid: number, gid: number, seq: number, atime?: TarTime, mtime?: TarTime, ctime?: TarTime) {
+    this.kind = kind;
+    this.perm = perm & 0o7777;
+    this.uid = uid;
+    this.gid = gid;
+    this.mSec = mtime ? Number(mtime.sec) : 0;
+    this.mNsec = mtime ? mtime.nsec : 0;
+    this.children = kind === 'dir' ? new Map() : undefined;
+    this.seq = seq;
+    if (atime && (Number(atime.sec) !== this.mSec || atime.nsec !== this.mNsec)) {
+      this.more().aSec = Number(atime.sec);
+      this.more().aNsec = atime.nsec;
+    }
+    if (ctime && (Number(ctime.sec) !== this.mSec || ctime.nsec !== this.mNsec)) {
+      this.more().cSec = Number(ctime.sec);
+      this.more().cNsec = ctime.nsec;
+    }
+  }
+
+  private more(): NodeExt {
+    return (this.ext ??= {});
+  }
+
+  get aSec(): number {
+    return this.ext?.aSec ?? this.mSec;
+  }
+  get aNsec(): number {
+    return this.ext?.aNsec ?? this.mNsec;
+  }
+  get cSec(): number {
+    return this.ext?.cSec ?? this.mSec;
+  }
+  get cNsec(): number {
+    return this.ext?.cNsec ?? this.mNsec;
+  }
+  get target(): string | undefined {
+    return this.ext?.target;
+  }
+  set target(v: string | undefined) {
+    if (v !== undefined || this.ext) this.more().target = v;
+  }
+  get devMajor(): number {
+    return this.ext?.devMajor ?? 0;
+  }
+  set devMajor(v: number) {
+    if (v !== 0 || this.ext) this.more().devMajor = v;
+  }
+  get devMinor(): number {
+    return this.ext?.devMinor ?? 0;
+  }
+  set devMinor(v: number) {
+    if (v !== 0 || this.ext) this.more().devMinor = v;
+  }
+  get xattrs(): Map<string, Buffer> | undefined {
+    return this.ext?.xattrs;
+  }
+  set xattrs(v: Map<string, Buffer> | undefined) {
+    if (v !== undefined || this.ext) this.more().xattrs = v;
+  }
+  get inline(): Buffer | undefined {
+    return this.ext?.inline;
+  }
+  set inline(v: Buffer | undefined) {
+    if (v !== undefined || this.ext) this.more().inline = v;
+  }
+  get xattrBlock(): number {
+    return this.ext?.xattrBlock ?? 0;
+  }
+  set xattrBlock(v: number) {
+    if (v !== 0 || this.ext) this.more().xattrBlock = v;
+  }
+  get extraBlocks(): number {
+    return this.ext?.extraBlocks ?? 0;
+  }
+  set extraBlocks(v: number) {
+    if (v !== 0 || this.ext) this.more().extraBlocks = v;
+  }
+  get iblock(): Buffer | undefined {
+    return this.ext?.iblock;
+  }
+  set iblock(v: Buffer | undefined) {
+    if (v !== undefined || this.ext) this.more().iblock = v;
+  }
+  get placed(): PlacedXattrs | undefined {
+    return this.ext?.placed;
+  }
+  set placed(v: PlacedXattrs | undefined) {
+    if (v !== undefined || this.ext) this.more().placed = v;
+  }
+}
 
 export interface Ext4Result {
   /** bytes of the filesystem image */
@@ -241,35 +338,7 @@ export class Ext4Writer {
   }
 
   private newNode(kind: Kind, perm: number, uid: number, gid: number, atime?: TarTime, mtime?: TarTime, ctime?: TarTime): Node {
-    return {
-      kind,
-      perm: perm & 0o7777,
-      uid,
-      gid,
-      aSec: atime ? Number(atime.sec) : 0,
-      aNsec: atime ? atime.nsec : 0,
-      mSec: mtime ? Number(mtime.sec) : 0,
-      mNsec: mtime ? mtime.nsec : 0,
-      cSec: ctime ? Number(ctime.sec) : 0,
-      cNsec: ctime ? ctime.nsec : 0,
-      size: 0,
-      extents: NO_EXTENTS,
-      dataBlocks: 0,
-      target: undefined,
-      devMajor: 0,
-      devMinor: 0,
-      xattrs: undefined,
-      children: kind === 'dir' ? new Map() : undefined,
-      seq: this.seq++,
-      ino: 0,
-      inline: undefined,
-      links: 0,
-      parent: undefined,
-      xattrBlock: 0,
-      extraBlocks: 0,
-      iblock: undefined,
-      placed: undefined,
-    };
+    return new Node(kind, perm, uid, gid, this.seq++, atime, mtime, ctime);
   }
 
   // ---- sequential block output --------------------------------------------------------------
