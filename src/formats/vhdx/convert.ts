@@ -18,6 +18,7 @@ import { createHash } from 'node:crypto';
 import { crc32 } from '../checksum.js';
 import { invalidArgument } from '../../services/errdefs.js';
 import { dataExtents } from '../../services/fsutil/native.js';
+import { later } from '../../services/promises.js';
 import { DEFAULT_BLOCK_SIZE, MiB, PAYLOAD_BLOCK_FULLY_PRESENT, SIG_FILE } from './constants.js';
 import { beginAtomicCreate, planLayout, writeStructures } from './create.js';
 import { VhdxDisk } from './disk.js';
@@ -27,15 +28,9 @@ import { makeGuid } from './guid.js';
 import type { IdOptions, ProgressFn, VhdxInfo } from './types.js';
 
 const CHUNK = 2 * MiB;
-/** raw → VHDX pipeline depth: chunks read ahead, and positional writes in flight */
+/** conversion pipeline depth (both directions): chunks read ahead, and positional writes in flight */
 const READ_AHEAD = 2;
 const WRITES_IN_FLIGHT = 2;
-
-/** A promise whose rejection is handled where it is awaited later, not reported as unhandled. */
-function later<T>(p: Promise<T>): Promise<T> {
-  p.catch(() => undefined);
-  return p;
-}
 
 export interface RawToVhdxOptions extends IdOptions {
   fixed?: boolean;

@@ -16,6 +16,7 @@ import { buildVerityTree, DEFAULT_SALT, encodeVeritySuperblock, verityTreeFromLe
 import { chsExactSize, encodeVhdFooter } from '../../formats/vhd/footer.js';
 import { failedPrecondition } from '../../services/errdefs.js';
 import { HashWorker } from '../../services/hash-worker.js';
+import { later } from '../../services/promises.js';
 import { StreamFingerprint } from '../../formats/checksum.js';
 
 export const LCOW_MAX_DISK_SIZE = 128 * 1024 ** 3;
@@ -73,11 +74,6 @@ function footFile(path: string, seed: string): number {
   return padded + 512;
 }
 
-/** A promise whose rejection is handled later (awaited after other work), not reported as unhandled. */
-function later<T>(p: Promise<T>): Promise<T> {
-  p.catch(() => undefined);
-  return p;
-}
 
 /**
  * Converts a tar stream. `tar` may reuse its chunk buffers (see fsutil/ring-reader): nothing

@@ -12,6 +12,7 @@
  * copies what it keeps (the ext4 writer) meets it.
  */
 import { open } from 'node:fs/promises';
+import { later } from '../promises.js';
 
 export interface ReadFileChunksOptions {
   /** bytes per chunk (default 512 KiB) */
@@ -32,9 +33,7 @@ export async function* readFileChunks(path: string, opts: ReadFileChunksOptions 
   let next = 0;
   const issue = (): void => {
     const i = next++;
-    const p = fh.read(ring[i % slots]!, 0, size, i * size);
-    p.catch(() => undefined); // awaited in order below; not an unhandled rejection meanwhile
-    pending.push(p);
+    pending.push(later(fh.read(ring[i % slots]!, 0, size, i * size))); // awaited in order below
   };
   try {
     for (let k = 0; k < depth; k++) issue();
