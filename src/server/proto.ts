@@ -5,16 +5,14 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { packagePath } from '../services/fsutil/package-path.js';
 
-/** `proto/` at the package root (found upwards: this module runs from src/ or from the dist/ bundle). */
+/** `proto/` at the package root (this module runs from src/ or from the dist/ bundle). */
 function findProtoDir(): string {
-  for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
-    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'proto'))) return join(dir, 'proto');
-    if (dirname(dir) === dir) throw new Error('winsnap: the proto/ directory was not found above ' + fileURLToPath(import.meta.url));
-  }
+  const dir = packagePath('proto');
+  if (!dir) throw new Error('winsnap: the proto/ directory was not found above ' + fileURLToPath(import.meta.url));
+  return dir;
 }
 
 export const PROTO_DIR = findProtoDir();

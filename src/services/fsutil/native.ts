@@ -6,10 +6,8 @@
  * - `dataExtents(fd, size)`: the ranges of a file that may hold data, from
  *   lseek(SEEK_DATA/SEEK_HOLE); holes need not be read. Fallback: the whole file.
  */
-import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packagePath } from './package-path.js';
 
 interface FsxBinding {
   dataExtents(fd: number, size: number): Float64Array;
@@ -23,14 +21,6 @@ export interface Extent {
 let binding: FsxBinding | null | undefined;
 let loadError: string | undefined;
 
-/** dist/native/fsx.node at the package root (this module runs from src/ or from the dist/ bundle). */
-function findBinary(): string | undefined {
-  for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
-    const p = join(dir, 'dist', 'native', 'fsx.node');
-    if (existsSync(join(dir, 'package.json')) && existsSync(p)) return p;
-    if (dirname(dir) === dir) return undefined;
-  }
-}
 
 function load(): FsxBinding | null {
   if (binding !== undefined) return binding;
@@ -39,7 +29,7 @@ function load(): FsxBinding | null {
     loadError = 'disabled by WINSNAP_NO_NATIVE=1';
     return binding;
   }
-  const path = findBinary();
+  const path = packagePath('dist/native/fsx.node');
   if (!path) {
     loadError = 'dist/native/fsx.node was not built (see scripts/build.mjs)';
     return binding;
