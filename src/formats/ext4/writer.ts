@@ -146,6 +146,9 @@ class Node {
   get cNsec(): number {
     return this.ext?.cNsec ?? this.mNsec;
   }
+  // Spelled out rather than generated with Object.defineProperty: a generated getter reads
+  // ext[key] by a variable key; tried on 2026-12-06, it was no faster and possibly slower
+  // (in-process warm medians 325-365 ms against 305-347 ms on the bench tar).
   get target(): string | undefined {
     return this.ext?.target;
   }
@@ -517,12 +520,17 @@ export class Ext4Writer {
 
   /** A regular file (not a whiteout) whose body has to be streamed: tryAdd() could not add it. */
   private async addStreamed(e: TarEntry): Promise<void> {
+    const n = this.fileNode(e);
+    await this.writeData(n, e);
+    this.place(tarPathParts(e.header.name), n, e.header.name);
+  }
+
+  /** A regular-file node for `e` (mode, owner, times, xattrs; no data yet). */
+  private fileNode(e: TarEntry): Node {
     const h = e.header;
-    const parts = tarPathParts(h.name);
     const n = this.newNode('file', h.mode, h.uid, h.gid, h.atime ?? h.mtime, h.mtime, h.ctime ?? h.mtime);
     n.xattrs = this.xattrsOf(e);
-    await this.writeData(n, e);
-    this.place(parts, n, h.name);
+    return n;
   }
 
   /** Adds `e` (path `parts`); `body` is the whole body of a regular file (not used for other types). */
@@ -584,8 +592,7 @@ export class Ext4Writer {
       case 'file':
       case 'contiguous':
       case 'unknown': {
-        const n = this.newNode('file', h.mode, h.uid, h.gid, atime, h.mtime, ctime);
-        n.xattrs = this.xattrsOf(e);
+        const n = this.fileNode(e);
         this.writeBuffered(n, e, body!);
         this.place(parts, n, name);
         return;
