@@ -510,12 +510,17 @@ export class Ext4Writer {
     if (this.writeError) throw this.writeError;
     const parts = tarPathParts(e.header.name);
     let body: Buffer | undefined;
-    if (REGULAR.has(e.header.type) && !(this.opts.convertWhiteouts && (parts[parts.length - 1] ?? '').startsWith('.wh.'))) {
+    if (REGULAR.has(e.header.type) && !this.isWhiteout(parts)) {
       body = e.bufferedBody?.();
       if (body === undefined) return false;
     }
     this.addEntry(e, parts, body);
     return true;
+  }
+
+  /** Whether the entry at `parts` is an overlay whiteout to convert (`.wh.X`, `.wh..wh..opq`). */
+  private isWhiteout(parts: string[]): boolean {
+    return this.opts.convertWhiteouts === true && (parts[parts.length - 1] ?? '').startsWith('.wh.');
   }
 
   /** A regular file (not a whiteout) whose body has to be streamed: tryAdd() could not add it. */
@@ -540,7 +545,7 @@ export class Ext4Writer {
     const atime = h.atime ?? h.mtime;
     const ctime = h.ctime ?? h.mtime;
     const last = parts[parts.length - 1] ?? '';
-    if (this.opts.convertWhiteouts && last.startsWith('.wh.')) {
+    if (this.isWhiteout(parts)) {
       if (last === '.wh..wh..opq') {
         const dir = this.parentOf(parts, name);
         (dir.xattrs ??= new Map()).set('trusted.overlay.opaque', ownCopy(Buffer.from('y')));
