@@ -15,10 +15,14 @@
 import { Worker } from 'node:worker_threads';
 import { unavailable } from './errdefs.js';
 
+// Modules come in through import(), which works whether the worker evaluates the script as
+// CommonJS or (when the host process was started with --input-type=module, a flag workers
+// inherit) as an ES module; messages wait in the port until the listener is attached.
 const WORKER_SOURCE = `
-const { parentPort } = require('node:worker_threads');
-const { openSync, readSync, closeSync } = require('node:fs');
-const { createHash } = require('node:crypto');
+(async () => {
+const { parentPort } = await import('node:worker_threads');
+const { openSync, readSync, closeSync } = await import('node:fs');
+const { createHash } = await import('node:crypto');
 const BUF = Buffer.allocUnsafe(1 << 20);
 function digestFile(path, algorithm) {
   const h = createHash(algorithm);
@@ -56,6 +60,7 @@ parentPort.on('message', (m) => {
     parentPort.postMessage({ id: m.id, error: String(e && e.message || e) });
   }
 });
+})();
 `;
 
 interface Pending {

@@ -9,6 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { HashWorker } from '../../src/services/hash-worker.js';
 import { kindOf } from '../../src/services/errdefs.js';
 
@@ -59,5 +60,12 @@ describe('HashWorker', () => {
     const w2 = new HashWorker();
     await w2.close();
     await assert.rejects(w2.digestFile(file), (e: Error) => kindOf(e) === 'Unavailable');
+  });
+
+  test('works in a host process started with --input-type=module (the flag is not handed to the worker)', () => {
+    const src = new URL('../../src/services/hash-worker.ts', import.meta.url).href;
+    const code = `const { HashWorker } = await import(${JSON.stringify(src)}); const w = new HashWorker(); try { console.log((await w.digestFile(${JSON.stringify(file)})).digest); } finally { await w.close(); }`;
+    const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { encoding: 'utf8' });
+    assert.equal(out.trim(), `sha256:${createHash('sha256').update(data).digest('hex')}`);
   });
 });
