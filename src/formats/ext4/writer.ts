@@ -26,29 +26,32 @@ import { createHash } from 'node:crypto';
 import { invalidArgument } from '../../services/errdefs.js';
 import type { TarEntry } from '../tar/reader.js';
 import type { TarTime } from '../tar/types.js';
-import { encodeXattrBlock, placeXattrs, writeInInodeXattrs, type PlacedXattrs, type Xattr } from './xattr.js';
+import { encodeXattrBlock, placeXattrs, writeInInodeXattrs, type Xattr } from './xattr.js';
+import { KIND, MAX_EXTENT_LEN, NodeTable, type Kind } from './nodes.js';
 
 export const BLOCK = 4096;
 const BLOCKS_PER_GROUP = 32768;
 const INODE_SIZE = 256;
 const EXTRA_ISIZE = 32;
 const INODES_PER_BLOCK = BLOCK / INODE_SIZE;
-const MAX_EXTENT_LEN = 32768;
 const EXTENTS_PER_BLOCK = (BLOCK - 12) / 12;
 const FIRST_INO = 11;
 const GiB = 1024 ** 3;
 export const DEFAULT_MAX_DISK_SIZE = 16 * GiB;
 export const MAX_DISK_SIZE = 16 * 1024 * GiB;
 const ZERO_BLOCK = Buffer.alloc(BLOCK);
-/** the extents of a node without data blocks (shared, frozen: a node gets its own array on its first block) */
-const NO_EXTENTS = Object.freeze([]) as unknown as number[];
 /** tar types stored as regular files */
 const REGULAR: ReadonlySet<string> = new Set(['file', 'contiguous', 'unknown']);
 const WRITE_BUFFER = 1 << 20;
 
-const S_IFMT = { file: 0o100000, dir: 0o040000, symlink: 0o120000, char: 0o020000, block: 0o060000, fifo: 0o010000 } as const;
-const FILE_TYPE = { file: 1, dir: 2, char: 3, block: 4, fifo: 5, symlink: 7 } as const;
-type Kind = keyof typeof S_IFMT;
+/** by node kind (nodes.ts KIND order: file, dir, symlink, char, block, fifo): i_mode type bits, directory entry type */
+const S_IFMT = [0o100000, 0o040000, 0o120000, 0o020000, 0o060000, 0o010000] as const;
+const FILE_TYPE = [1, 2, 7, 3, 4, 5] as const;
+const FILE = KIND.file;
+const DIR = KIND.dir;
+const SYMLINK = KIND.symlink;
+/** node ids of the root and of the lost+found the writer starts with */
+const ROOT = 0;
 
 export interface Ext4WriterOptions {
   /** convert overlay whiteouts (`.wh.X`, `.wh..wh..opq`) */
@@ -62,148 +65,6 @@ export interface Ext4WriterOptions {
 /** Largest file inline data can hold: 60 bytes of i_block + a `system.data` value in the inode. */
 export const INLINE_MAX = 60 + 68;
 const INLINE_DATA_FL = 0x10000000;
-
-/** What only some inodes have (kept out of Node so the common inode stays small). */
-interface NodeExt {
-  /** access / change time when it differs from the modification time */
-  aSec?: number;
-  aNsec?: number;
-  cSec?: number;
-  cNsec?: number;
-  /** symlink target */
-  target?: string;
-  devMajor?: number;
-  devMinor?: number;
-  xattrs?: Map<string, Buffer>;
-  /** inline data (a small file, kept until close) */
-  inline?: Buffer;
-  // set while finishing
-  xattrBlock?: number;
-  /** blocks beyond the data counted in i_blocks (extent tree, xattr block) */
-  extraBlocks?: number;
-  /** the i_block area when it is not a plain extent leaf (extent index root, inline data) */
-  iblock?: Buffer;
-  placed?: PlacedXattrs;
-}
-
-/**
- * One inode while the image is built. Kept small (15 fields, ~144 bytes, plus its name in the
- * parent directory): times as numbers, flat extent triples, maps only where there is something
- * in them, nothing that pins an input chunk or a shared Buffer pool slab, and what only some
- * inodes have in `ext` behind accessors (a layer of 300k small files: ~96 bytes less each).
- */
-class Node {
-  kind: Kind;
-  perm: number;
-  uid: number;
-  gid: number;
-  mSec: number;
-  mNsec: number;
-  size = 0;
-  /** flat [logical block, length, physical block] triples */
-  extents: number[] = NO_EXTENTS;
-  dataBlocks = 0;
-  children: Map<string, Node> | undefined;
-  seq: number;
-  ino = 0;
-  // set while finishing
-  links = 0;
-  parent: Node | undefined = undefined;
-  ext: NodeExt | undefined = undefined;
-
-  constructor(kind: Kind, perm: number, uid: number, gid: number, seq: number, atime?: TarTime, mtime?: TarTime, ctime?: TarTime) {
-    this.kind = kind;
-    this.perm = perm & 0o7777;
-    this.uid = uid;
-    this.gid = gid;
-    this.mSec = mtime ? Number(mtime.sec) : 0;
-    this.mNsec = mtime ? mtime.nsec : 0;
-    this.children = kind === 'dir' ? new Map() : undefined;
-    this.seq = seq;
-    if (atime && (Number(atime.sec) !== this.mSec || atime.nsec !== this.mNsec)) {
-      this.more().aSec = Number(atime.sec);
-      this.more().aNsec = atime.nsec;
-    }
-    if (ctime && (Number(ctime.sec) !== this.mSec || ctime.nsec !== this.mNsec)) {
-      this.more().cSec = Number(ctime.sec);
-      this.more().cNsec = ctime.nsec;
-    }
-  }
-
-  private more(): NodeExt {
-    return (this.ext ??= {});
-  }
-
-  get aSec(): number {
-    return this.ext?.aSec ?? this.mSec;
-  }
-  get aNsec(): number {
-    return this.ext?.aNsec ?? this.mNsec;
-  }
-  get cSec(): number {
-    return this.ext?.cSec ?? this.mSec;
-  }
-  get cNsec(): number {
-    return this.ext?.cNsec ?? this.mNsec;
-  }
-  // Spelled out rather than generated with Object.defineProperty: a generated getter reads
-  // ext[key] by a variable key; tried on 2026-12-06, it was no faster and possibly slower
-  // (in-process warm medians 325-365 ms against 305-347 ms on the bench tar).
-  get target(): string | undefined {
-    return this.ext?.target;
-  }
-  set target(v: string | undefined) {
-    if (v !== undefined || this.ext) this.more().target = v;
-  }
-  get devMajor(): number {
-    return this.ext?.devMajor ?? 0;
-  }
-  set devMajor(v: number) {
-    if (v !== 0 || this.ext) this.more().devMajor = v;
-  }
-  get devMinor(): number {
-    return this.ext?.devMinor ?? 0;
-  }
-  set devMinor(v: number) {
-    if (v !== 0 || this.ext) this.more().devMinor = v;
-  }
-  get xattrs(): Map<string, Buffer> | undefined {
-    return this.ext?.xattrs;
-  }
-  set xattrs(v: Map<string, Buffer> | undefined) {
-    if (v !== undefined || this.ext) this.more().xattrs = v;
-  }
-  get inline(): Buffer | undefined {
-    return this.ext?.inline;
-  }
-  set inline(v: Buffer | undefined) {
-    if (v !== undefined || this.ext) this.more().inline = v;
-  }
-  get xattrBlock(): number {
-    return this.ext?.xattrBlock ?? 0;
-  }
-  set xattrBlock(v: number) {
-    if (v !== 0 || this.ext) this.more().xattrBlock = v;
-  }
-  get extraBlocks(): number {
-    return this.ext?.extraBlocks ?? 0;
-  }
-  set extraBlocks(v: number) {
-    if (v !== 0 || this.ext) this.more().extraBlocks = v;
-  }
-  get iblock(): Buffer | undefined {
-    return this.ext?.iblock;
-  }
-  set iblock(v: Buffer | undefined) {
-    if (v !== undefined || this.ext) this.more().iblock = v;
-  }
-  get placed(): PlacedXattrs | undefined {
-    return this.ext?.placed;
-  }
-  set placed(v: PlacedXattrs | undefined) {
-    if (v !== undefined || this.ext) this.more().placed = v;
-  }
-}
 
 export interface Ext4Result {
   /** bytes of the filesystem image */
@@ -250,15 +111,19 @@ function ownCopy(b: Buffer): Buffer {
 }
 
 /** Regular files (not inline), directories and long symlinks map their data with extents. */
-function usesExtents(n: Node): boolean {
-  return (n.kind === 'file' && !n.inline) || n.kind === 'dir' || (n.kind === 'symlink' && n.size >= 60);
+function usesExtents(t: NodeTable, n: number): boolean {
+  const kind = t.kind[n]!;
+  return (kind === FILE && !t.ext.get(n)?.inline) || kind === DIR || (kind === SYMLINK && t.size[n]! >= 60);
 }
 
 /** An extent leaf entry from the flat triple at `x[i]`. */
-function writeLeafEntry(buf: Buffer, at: number, x: number[], i: number): void {
-  const phys = x[i + 2]!;
-  buf.writeUInt32LE(x[i]!, at);
-  buf.writeUInt16LE(x[i + 1]!, at + 4);
+function writeLeafEntry(buf: Buffer, at: number, x: readonly number[], i: number): void {
+  writeLeaf(buf, at, x[i]!, x[i + 1]!, x[i + 2]!);
+}
+
+function writeLeaf(buf: Buffer, at: number, logical: number, length: number, phys: number): void {
+  buf.writeUInt32LE(logical, at);
+  buf.writeUInt16LE(length, at + 4);
   buf.writeUInt16LE(Math.floor(phys / 2 ** 32), at + 6);
   buf.writeUInt32LE(phys % 2 ** 32, at + 8);
 }
@@ -281,8 +146,8 @@ export class Ext4Writer {
   private readonly maxBlocks: number;
   private readonly gdtReserved: number;
   private next: number;
-  private seq = 0;
-  private readonly root: Node;
+  /** every inode made so far; ids are creation order */
+  private readonly nodes = new NodeTable();
   private buf: Buffer = Buffer.allocUnsafe(WRITE_BUFFER);
   private bufLen = 0;
   private bufStart = 0;
@@ -330,9 +195,9 @@ export class Ext4Writer {
       }
     }
     this.fd = openSync(path, 'w');
-    this.root = this.newNode('dir', 0o755, 0, 0);
+    const root = this.newNode('dir', 0o755, 0, 0);
     const lpf = this.newNode('dir', 0o700, 0, 0);
-    this.root.children!.set('lost+found', lpf);
+    this.nodes.children[root]!.set('lost+found', lpf);
   }
 
   /** First block of file data: block 0 and the group descriptor area are written last. */
@@ -340,8 +205,8 @@ export class Ext4Writer {
     return 1 + this.gdtReserved;
   }
 
-  private newNode(kind: Kind, perm: number, uid: number, gid: number, atime?: TarTime, mtime?: TarTime, ctime?: TarTime): Node {
-    return new Node(kind, perm, uid, gid, this.seq++, atime, mtime, ctime);
+  private newNode(kind: Kind, perm: number, uid: number, gid: number, atime?: TarTime, mtime?: TarTime, ctime?: TarTime): number {
+    return this.nodes.add(kind, perm, uid, gid, atime, mtime, ctime);
   }
 
   // ---- sequential block output --------------------------------------------------------------
@@ -439,25 +304,29 @@ export class Ext4Writer {
 
   // ---- the tree -------------------------------------------------------------------------------
 
-  private lookup(parts: string[]): Node | undefined {
-    let n: Node | undefined = this.root;
+  /** The node at `parts`, or -1. */
+  private lookup(parts: string[]): number {
+    const children = this.nodes.children;
+    let n = ROOT;
     for (const p of parts) {
-      n = n?.children?.get(p);
-      if (!n) return undefined;
+      const c = children[n]?.get(p);
+      if (c === undefined) return -1;
+      n = c;
     }
     return n;
   }
 
   /** The directory for `parts` (all but the last), created as tar extraction would. */
-  private parentOf(parts: string[], entry: string): Node {
-    let n = this.root;
+  private parentOf(parts: string[], entry: string): number {
+    const t = this.nodes;
+    let n = ROOT;
     for (let i = 0; i < parts.length - 1; i++) {
       const p = parts[i]!;
-      let c = n.children!.get(p);
-      if (!c || c.kind !== 'dir') {
-        if (c) throw invalidArgument(`tar entry "${entry}": "${p}" is not a directory`, { entry });
+      let c = t.children[n]!.get(p);
+      if (c === undefined || t.kind[c] !== DIR) {
+        if (c !== undefined) throw invalidArgument(`tar entry "${entry}": "${p}" is not a directory`, { entry });
         c = this.newNode('dir', 0o755, 0, 0);
-        n.children!.set(p, c);
+        t.children[n]!.set(p, c);
       }
       n = c;
     }
@@ -465,20 +334,21 @@ export class Ext4Writer {
   }
 
   /** Links `node` at `parts`, replacing what was there (a directory over a directory keeps its children). */
-  private place(parts: string[], node: Node, entry: string): void {
+  private place(parts: string[], node: number, entry: string): void {
+    const t = this.nodes;
     if (parts.length === 0) {
-      if (node.kind !== 'dir') throw invalidArgument(`tar entry "${entry}": the root must be a directory`, { entry });
-      Object.assign(this.root, { ...node, children: this.root.children, seq: this.root.seq });
+      if (t.kind[node] !== DIR) throw invalidArgument(`tar entry "${entry}": the root must be a directory`, { entry });
+      t.copyAttributes(node, ROOT);
       return;
     }
     const dir = this.parentOf(parts, entry);
     const name = parts[parts.length - 1]!;
-    const old = dir.children!.get(name);
-    if (old && old.kind === 'dir' && node.kind === 'dir') {
-      Object.assign(old, { ...node, children: old.children, seq: old.seq });
+    const old = t.children[dir]!.get(name);
+    if (old !== undefined && t.kind[old] === DIR && t.kind[node] === DIR) {
+      t.copyAttributes(node, old);
       return;
     }
-    dir.children!.set(name, node);
+    t.children[dir]!.set(name, node);
   }
 
   /** `SCHILY.xattr.*` records, copied (the records are views of input chunks). */
@@ -531,11 +401,17 @@ export class Ext4Writer {
   }
 
   /** A regular-file node for `e` (mode, owner, times, xattrs; no data yet). */
-  private fileNode(e: TarEntry): Node {
+  private fileNode(e: TarEntry): number {
     const h = e.header;
     const n = this.newNode('file', h.mode, h.uid, h.gid, h.atime ?? h.mtime, h.mtime, h.ctime ?? h.mtime);
-    n.xattrs = this.xattrsOf(e);
+    this.setXattrs(n, e);
     return n;
+  }
+
+  /** Gives node `n` the entry's `SCHILY.xattr.*` records, if it has any. */
+  private setXattrs(n: number, e: TarEntry): void {
+    const xattrs = this.xattrsOf(e);
+    if (xattrs) this.nodes.more(n).xattrs = xattrs;
   }
 
   /** Adds `e` (path `parts`); `body` is the whole body of a regular file (not used for other types). */
@@ -545,10 +421,11 @@ export class Ext4Writer {
     const atime = h.atime ?? h.mtime;
     const ctime = h.ctime ?? h.mtime;
     const last = parts[parts.length - 1] ?? '';
+    const t = this.nodes;
     if (this.isWhiteout(parts)) {
       if (last === '.wh..wh..opq') {
         const dir = this.parentOf(parts, name);
-        (dir.xattrs ??= new Map()).set('trusted.overlay.opaque', ownCopy(Buffer.from('y')));
+        (t.more(dir).xattrs ??= new Map()).set('trusted.overlay.opaque', ownCopy(Buffer.from('y')));
         return;
       }
       parts = [...parts.slice(0, -1), last.slice('.wh.'.length)];
@@ -559,28 +436,28 @@ export class Ext4Writer {
     switch (h.type) {
       case 'dir': {
         const n = this.newNode('dir', h.mode, h.uid, h.gid, atime, h.mtime, ctime);
-        n.xattrs = this.xattrsOf(e);
+        this.setXattrs(n, e);
         this.place(parts, n, name);
         return;
       }
       case 'link': {
         const target = this.lookup(tarPathParts(h.linkname));
-        if (!target) throw invalidArgument(`tar entry "${name}": hard link target "${h.linkname}" does not exist`, { entry: name });
-        if (target.kind === 'dir') throw invalidArgument(`tar entry "${name}": hard link to a directory`, { entry: name });
+        if (target < 0) throw invalidArgument(`tar entry "${name}": hard link target "${h.linkname}" does not exist`, { entry: name });
+        if (t.kind[target] === DIR) throw invalidArgument(`tar entry "${name}": hard link to a directory`, { entry: name });
         if (parts.length === 0) throw invalidArgument(`tar entry "${name}": cannot link over the root`, { entry: name });
         const dir = this.parentOf(parts, name);
-        const old = dir.children!.get(parts[parts.length - 1]!);
-        if (old?.kind === 'dir') throw invalidArgument(`tar entry "${name}": a hard link cannot replace a directory`, { entry: name });
-        dir.children!.set(parts[parts.length - 1]!, target);
+        const old = t.children[dir]!.get(parts[parts.length - 1]!);
+        if (old !== undefined && t.kind[old] === DIR) throw invalidArgument(`tar entry "${name}": a hard link cannot replace a directory`, { entry: name });
+        t.children[dir]!.set(parts[parts.length - 1]!, target);
         return;
       }
       case 'symlink': {
         const n = this.newNode('symlink', 0o777, h.uid, h.gid, atime, h.mtime, ctime);
         const len = Buffer.byteLength(h.linkname, 'utf8');
         if (len === 0 || len >= BLOCK) throw invalidArgument(`tar entry "${name}": symlink target length ${len}`, { entry: name });
-        n.target = h.linkname;
-        n.size = len;
-        n.xattrs = this.xattrsOf(e);
+        t.more(n).target = h.linkname;
+        t.size[n] = len;
+        this.setXattrs(n, e);
         this.place(parts, n, name);
         return;
       }
@@ -588,9 +465,12 @@ export class Ext4Writer {
       case 'block':
       case 'fifo': {
         const n = this.newNode(h.type, h.mode, h.uid, h.gid, atime, h.mtime, ctime);
-        n.devMajor = h.devmajor;
-        n.devMinor = h.devminor;
-        n.xattrs = this.xattrsOf(e);
+        if (h.devmajor !== 0 || h.devminor !== 0) {
+          const x = t.more(n);
+          x.devMajor = h.devmajor;
+          x.devMinor = h.devminor;
+        }
+        this.setXattrs(n, e);
         this.place(parts, n, name);
         return;
       }
@@ -608,55 +488,51 @@ export class Ext4Writer {
   }
 
   /** One data block of `n` at logical block `logical`: appended unless it is all zero (a hole). */
-  private addBlock(n: Node, logical: number, src: Buffer, off: number): void {
+  private addBlock(n: number, logical: number, src: Buffer, off: number): void {
     if (src.compare(ZERO_BLOCK, 0, BLOCK, off, off + BLOCK) === 0) return;
     const phys = this.appendBlockFrom(src, off);
-    const x = n.extents;
-    const k = x.length - 3;
-    if (k >= 0 && x[k]! + x[k + 1]! === logical && x[k + 2]! + x[k + 1]! === phys && x[k + 1]! < MAX_EXTENT_LEN) x[k + 1]!++;
-    else if (k < 0) n.extents = [logical, 1, phys]; // an array of exactly 3 (push would reserve 17)
-    else x.push(logical, 1, phys);
-    n.dataBlocks++;
+    this.nodes.addBlock(n, logical, phys);
+    this.nodes.dataBlocks[n]++;
   }
 
   /** A regular file's whole body: non-zero blocks appended contiguously, zero blocks left as holes. */
-  private writeBuffered(n: Node, e: TarEntry, body: Buffer): void {
+  private writeBuffered(n: number, e: TarEntry, body: Buffer): void {
     const size = e.header.size;
     if (this.opts.inlineData && size <= INLINE_MAX) {
-      n.inline = ownCopy(body);
-      n.size = body.length;
+      this.nodes.more(n).inline = ownCopy(body);
+      this.nodes.size[n] = body.length;
     } else this.endData(n, this.writeChunk(n, body, 0, 0));
-    if (n.size !== size) throw invalidArgument(`tar entry "${e.header.name}": body has ${n.size} of ${size} bytes`, { entry: e.header.name });
+    if (this.nodes.size[n] !== size) throw invalidArgument(`tar entry "${e.header.name}": body has ${this.nodes.size[n]} of ${size} bytes`, { entry: e.header.name });
   }
 
   /** Streams a regular file's body: non-zero blocks appended contiguously, zero blocks left as holes. */
-  private async writeData(n: Node, e: TarEntry): Promise<void> {
+  private async writeData(n: number, e: TarEntry): Promise<void> {
     const size = e.header.size;
     if (this.opts.inlineData && size <= INLINE_MAX) {
       const data = Buffer.allocUnsafeSlow(size);
       let got = 0;
       for await (const c of e.body) got += c.copy(data, got);
-      n.inline = data;
-      n.size = got;
+      this.nodes.more(n).inline = data;
+      this.nodes.size[n] = got;
     } else {
       let partialLen = 0;
       for await (const c of e.body) {
         if (this.inflight > 1) await this.settle(1);
-        partialLen = this.writeChunk(n, c, partialLen, n.size);
+        partialLen = this.writeChunk(n, c, partialLen, this.nodes.size[n]!);
       }
       this.endData(n, partialLen);
     }
-    if (n.size !== size) throw invalidArgument(`tar entry "${e.header.name}": body has ${n.size} of ${size} bytes`, { entry: e.header.name });
+    if (this.nodes.size[n] !== size) throw invalidArgument(`tar entry "${e.header.name}": body has ${this.nodes.size[n]} of ${size} bytes`, { entry: e.header.name });
   }
 
   /**
    * Adds the body bytes `c` that follow `before` bytes of the file, of which the last
    * `partialLen` wait in `this.partial`; returns the new count of waiting bytes.
    */
-  private writeChunk(n: Node, c: Buffer, partialLen: number, before: number): number {
+  private writeChunk(n: number, c: Buffer, partialLen: number, before: number): number {
     const partial = this.partial;
     let logical = Math.floor(before / BLOCK);
-    n.size += c.length;
+    this.nodes.size[n] += c.length;
     let off = 0;
     if (partialLen > 0) {
       const k = Math.min(BLOCK - partialLen, c.length);
@@ -672,10 +548,10 @@ export class Ext4Writer {
   }
 
   /** The file's last, partial block (zero-padded). */
-  private endData(n: Node, partialLen: number): void {
+  private endData(n: number, partialLen: number): void {
     if (partialLen === 0) return;
     this.partial.fill(0, partialLen);
-    this.addBlock(n, Math.floor(n.size / BLOCK), this.partial, 0);
+    this.addBlock(n, Math.floor(this.nodes.size[n]! / BLOCK), this.partial, 0);
   }
 
   // ---- close: metadata, inode tables, bitmaps, descriptors, superblock --------------------------
@@ -705,86 +581,104 @@ export class Ext4Writer {
   }
 
   /** Live inodes in inode-number order, with link counts and parents set. */
-  private numberInodes(): Node[] {
-    const found: Node[] = [];
-    const walk = (dir: Node, parent: Node) => {
-      dir.parent = parent;
-      found.push(dir);
+  private numberInodes(): Uint32Array {
+    const t = this.nodes;
+    const live = new Uint8Array(t.count);
+    let liveCount = 0;
+    const walk = (dir: number, parent: number) => {
+      t.parent[dir] = parent;
+      live[dir] = 1;
+      liveCount++;
       let subdirs = 0;
-      for (const c of dir.children!.values()) {
-        if (c.kind === 'dir') {
+      for (const c of t.children[dir]!.values()) {
+        if (t.kind[c] === DIR) {
           subdirs++;
           walk(c, dir);
-        } else if (c.links++ === 0) {
-          c.parent = dir;
-          found.push(c);
+        } else if (t.links[c]++ === 0) {
+          t.parent[c] = dir;
+          live[c] = 1;
+          liveCount++;
         }
       }
-      dir.links = 2 + subdirs;
+      t.links[dir] = 2 + subdirs;
     };
-    walk(this.root, this.root);
-    const found0 = this.root.children!.get('lost+found');
-    const lpf = found0?.kind === 'dir' ? found0 : undefined;
-    const ordered = found.filter((n) => n !== this.root && n !== lpf).sort((a, b) => a.seq - b.seq);
-    this.root.ino = 2;
+    walk(ROOT, ROOT);
+    const found0 = t.children[ROOT]!.get('lost+found');
+    const lpf = found0 !== undefined && t.kind[found0] === DIR ? found0 : -1;
+    // root, lost+found, then every other live node in creation order (= id order)
+    const byIno = new Uint32Array(liveCount);
+    let at = 0;
+    byIno[at++] = ROOT;
+    if (lpf >= 0) byIno[at++] = lpf;
+    for (let n = 0; n < t.count; n++) if (live[n] && n !== ROOT && n !== lpf) byIno[at++] = n;
+    t.ino[ROOT] = 2;
     let ino = FIRST_INO;
-    if (lpf) lpf.ino = ino++;
-    else ino++; // 11 stays reserved when the tar replaced lost+found by a non-directory
-    for (const n of ordered) n.ino = ino++;
-    return [this.root, ...(lpf ? [lpf] : []), ...ordered];
+    for (let i = 1; i < byIno.length; i++) {
+      if (i === 1 && lpf < 0) ino++; // 11 stays reserved when the tar replaced lost+found by a non-directory
+      t.ino[byIno[i]!] = ino++;
+    }
+    return byIno;
   }
 
   /** Appends what an inode needs besides file data: directory blocks, long symlink, extent tree, xattr block. */
-  private appendInodeMetadata(n: Node): void {
-    if (n.kind === 'dir') {
-      const blocks = this.encodeDir(n, n.parent!);
+  private appendInodeMetadata(n: number): void {
+    const t = this.nodes;
+    const kind = t.kind[n]!;
+    if (kind === DIR) {
+      const blocks = this.encodeDir(n, t.parent[n]!);
       const first = this.append(blocks);
       const count = blocks.length / BLOCK;
-      n.size = blocks.length;
-      n.dataBlocks = count;
-      n.extents = [];
-      for (let i = 0; i < count; i += MAX_EXTENT_LEN) n.extents.push(i, Math.min(MAX_EXTENT_LEN, count - i), first + i);
-    } else if (n.kind === 'symlink' && n.size >= 60) {
-      n.extents = [0, 1, this.append(Buffer.from(n.target!, 'utf8'))];
-      n.dataBlocks = 1;
+      t.size[n] = blocks.length;
+      t.dataBlocks[n] = count;
+      const x: number[] = [];
+      for (let i = 0; i < count; i += MAX_EXTENT_LEN) x.push(i, Math.min(MAX_EXTENT_LEN, count - i), first + i);
+      t.setExtents(n, x);
+    } else if (kind === SYMLINK && t.size[n]! >= 60) {
+      t.setExtents(n, [0, 1, this.append(Buffer.from(t.ext.get(n)!.target!, 'utf8'))]);
+      t.dataBlocks[n] = 1;
     }
-    const xs: Xattr[] | undefined = n.xattrs && [...n.xattrs].map(([name, value]) => ({ name, value }));
-    if (n.inline) {
+    const ext = t.ext.get(n);
+    if (!ext && t.firstLength[n] === 0) return; // no xattrs, no inline data, no extent tree: nothing to append
+    const xs: Xattr[] | undefined = ext?.xattrs && [...ext.xattrs].map(([name, value]) => ({ name, value }));
+    if (ext?.inline) {
+      const inline = ext.inline;
       try {
-        n.placed = placeXattrs(xs ?? [], undefined, { name: 'system.data', value: n.inline.subarray(Math.min(60, n.inline.length)) });
-        n.iblock = Buffer.alloc(60);
-        n.inline.copy(n.iblock, 0, 0, Math.min(60, n.inline.length));
+        ext.placed = placeXattrs(xs ?? [], undefined, { name: 'system.data', value: inline.subarray(Math.min(60, inline.length)) });
+        ext.iblock = Buffer.alloc(60);
+        inline.copy(ext.iblock, 0, 0, Math.min(60, inline.length));
       } catch {
         // other xattrs leave no room: store the file in a block after all
-        const data = n.inline;
-        n.inline = undefined;
-        if (data.length > 0 && !data.equals(Buffer.alloc(data.length))) {
+        ext.inline = undefined;
+        if (inline.length > 0 && !inline.equals(Buffer.alloc(inline.length))) {
           const b = Buffer.alloc(BLOCK);
-          data.copy(b);
-          n.extents = [0, 1, this.append(b)];
-          n.dataBlocks = 1;
+          inline.copy(b);
+          t.setExtents(n, [0, 1, this.append(b)]);
+          t.dataBlocks[n] = 1;
         }
       }
     }
-    if (usesExtents(n) && n.extents.length > 4 * 3) {
-      const t = this.extentTree(n.extents);
-      n.iblock = t.root;
-      n.extraBlocks += t.blocks;
+    if (usesExtents(t, n) && t.extentCount(n) > 4) {
+      const tree = this.extentTree(t.extents(n));
+      const x = t.more(n);
+      x.iblock = tree.root;
+      x.extraBlocks = (x.extraBlocks ?? 0) + tree.blocks;
     }
+    if (!ext) return;
     try {
-      if (xs && !n.placed) n.placed = placeXattrs(xs);
+      if (xs && !ext.placed) ext.placed = placeXattrs(xs);
     } catch (err) {
-      throw invalidArgument(`inode ${n.ino}: ${(err as Error).message}`);
+      throw invalidArgument(`inode ${t.ino[n]}: ${(err as Error).message}`);
     }
-    if (n.placed && n.placed.block.length > 0) {
-      n.xattrBlock = this.append(encodeXattrBlock(n.placed.block));
-      n.extraBlocks++;
+    if (ext.placed && ext.placed.block.length > 0) {
+      ext.xattrBlock = this.append(encodeXattrBlock(ext.placed.block));
+      ext.extraBlocks = (ext.extraBlocks ?? 0) + 1;
     }
   }
 
   private finish(uuidSeed: string): Ext4Result {
+    const t = this.nodes;
     const byIno = this.numberInodes();
-    const inodeCount = Math.max(FIRST_INO, byIno[byIno.length - 1]!.ino);
+    const inodeCount = Math.max(FIRST_INO, t.ino[byIno[byIno.length - 1]!]!);
 
     // directory blocks, extent trees, xattr blocks, long symlinks: appended in inode order;
     // every block from here to M belongs to a live inode
@@ -828,10 +722,10 @@ export class Ext4Writer {
     for (let g = 0; g < groups; g++) {
       table.fill(0);
       const firstIno = g * ipg + 1;
-      for (; at < byIno.length && byIno[at]!.ino < firstIno + ipg; at++) {
+      for (; at < byIno.length && t.ino[byIno[at]!]! < firstIno + ipg; at++) {
         const n = byIno[at]!;
         this.encodeInode(n, scratch);
-        scratch.copy(table, (n.ino - firstIno) * INODE_SIZE);
+        scratch.copy(table, (t.ino[n]! - firstIno) * INODE_SIZE);
       }
       this.writeAt(table, (itStart + g * itb) * BLOCK);
     }
@@ -847,9 +741,10 @@ export class Ext4Writer {
     };
     mark(0, 1 + gdtBlocks);
     for (const n of byIno) {
-      if (n.kind !== 'file') continue;
-      const x = n.extents;
-      for (let i = 0; i < x.length; i += 3) if (x[i + 2]! < metaStart) mark(x[i + 2]!, x[i + 1]!);
+      if (t.kind[n] !== FILE || t.firstLength[n] === 0) continue;
+      if (t.firstPhysical[n]! < metaStart) mark(t.firstPhysical[n]!, t.firstLength[n]!);
+      const x = t.moreExtents.get(n);
+      if (x) for (let i = 0; i < x.length; i += 3) if (x[i + 2]! < metaStart) mark(x[i + 2]!, x[i + 1]!);
     }
     mark(metaStart, M - metaStart);
     mark(itStart, groups * (itb + 2));
@@ -859,13 +754,13 @@ export class Ext4Writer {
       const inGroup = Math.max(0, Math.min(ipg, inodeCount - g * ipg));
       for (let i = 0; i < BLOCK * 8; i++) if (i < inGroup || i >= ipg) usedInodes[g * BLOCK + (i >> 3)]! |= 1 << (i & 7);
     }
-    if (!byIno.some((n) => n.ino === FIRST_INO)) usedInodes[(FIRST_INO - 1) >> 3]! &= ~(1 << ((FIRST_INO - 1) & 7)); // lost+found was replaced
+    if (!byIno.some((n) => t.ino[n] === FIRST_INO)) usedInodes[(FIRST_INO - 1) >> 3]! &= ~(1 << ((FIRST_INO - 1) & 7)); // lost+found was replaced
 
     const gdt = Buffer.alloc(gdtBlocks * BLOCK);
     let freeBlocks = 0;
     let freeInodes = 0;
     const dirsByGroup = new Array<number>(groups).fill(0);
-    for (const n of byIno) if (n.kind === 'dir') dirsByGroup[Math.floor((n.ino - 1) / ipg)]!++;
+    for (const n of byIno) if (t.kind[n] === DIR) dirsByGroup[Math.floor((t.ino[n]! - 1) / ipg)]!++;
     const popcount = (arr: Uint8Array, from: number, bits: number) => {
       let c = 0;
       for (let i = 0; i < bits; i++) if (arr[(from + i) >> 3]! & (1 << ((from + i) & 7))) c++;
@@ -903,12 +798,14 @@ export class Ext4Writer {
   }
 
   /** The directory's blocks (linear entries: ".", "..", then children in insertion order). */
-  private encodeDir(dir: Node, parent: Node): Buffer {
+  private encodeDir(dir: number, parent: number): Buffer {
+    const t = this.nodes;
+    const children = t.children[dir]!;
     const recLen = (nameBytes: number) => (8 + nameBytes + 3) & ~3;
     // size first, so the blocks are one allocation
     let blocks = 1;
     let pos = recLen(1) + recLen(2);
-    for (const name of dir.children!.keys()) {
+    for (const name of children.keys()) {
       const len = recLen(Buffer.byteLength(name, 'utf8'));
       if (pos + len > BLOCK) {
         blocks++;
@@ -937,9 +834,9 @@ export class Ext4Writer {
       lastAt = at;
       pos += len;
     };
-    put(dir.ino, FILE_TYPE.dir, '.');
-    put(parent.ino, FILE_TYPE.dir, '..');
-    for (const [name, c] of dir.children!) put(c.ino, FILE_TYPE[c.kind], name);
+    put(t.ino[dir]!, FILE_TYPE[DIR], '.');
+    put(t.ino[parent]!, FILE_TYPE[DIR], '..');
+    for (const [name, c] of children) put(t.ino[c]!, FILE_TYPE[t.kind[c]!]!, name);
     out.writeUInt16LE(BLOCK - (lastAt - base), lastAt + 4);
     return out;
   }
@@ -992,43 +889,55 @@ export class Ext4Writer {
   }
 
   /** Encodes inode `n` into `b` (256 bytes, overwritten). */
-  private encodeInode(n: Node, b: Buffer): void {
+  private encodeInode(n: number, b: Buffer): void {
+    const t = this.nodes;
+    const kind = t.kind[n]!;
+    const ext = t.ext.get(n);
+    const size = t.size[n]!;
+    const uid = t.uid[n]!;
+    const gid = t.gid[n]!;
+    const links = t.links[n]!;
     b.fill(0);
-    b.writeUInt16LE(S_IFMT[n.kind] | n.perm, 0);
-    b.writeUInt16LE(n.uid & 0xffff, 2);
-    b.writeUInt32LE(n.size % 2 ** 32, 4);
-    writeTime(b, n.aSec, n.aNsec, 8, 140);
-    writeTime(b, n.cSec, n.cNsec, 12, 132);
-    writeTime(b, n.mSec, n.mNsec, 16, 136);
-    writeTime(b, n.mSec, n.mNsec, 144, 148); // crtime = mtime, as tar2ext4
-    b.writeUInt16LE(n.gid & 0xffff, 24);
-    b.writeUInt16LE(n.links > 65000 ? 1 : n.links, 26);
-    const sectors = (n.dataBlocks + n.extraBlocks) * (BLOCK / 512);
+    b.writeUInt16LE(S_IFMT[kind]! | t.perm[n]!, 0);
+    b.writeUInt16LE(uid & 0xffff, 2);
+    b.writeUInt32LE(size % 2 ** 32, 4);
+    writeTime(b, ext?.aSec ?? t.mSec[n]!, ext?.aNsec ?? t.mNsec[n]!, 8, 140);
+    writeTime(b, ext?.cSec ?? t.mSec[n]!, ext?.cNsec ?? t.mNsec[n]!, 12, 132);
+    writeTime(b, t.mSec[n]!, t.mNsec[n]!, 16, 136);
+    writeTime(b, t.mSec[n]!, t.mNsec[n]!, 144, 148); // crtime = mtime, as tar2ext4
+    b.writeUInt16LE(gid & 0xffff, 24);
+    b.writeUInt16LE(links > 65000 ? 1 : links, 26);
+    const sectors = (t.dataBlocks[n]! + (ext?.extraBlocks ?? 0)) * (BLOCK / 512);
     b.writeUInt32LE(sectors % 2 ** 32, 28);
     b.writeUInt16LE(Math.floor(sectors / 2 ** 32), 116);
-    const extents = usesExtents(n);
-    b.writeUInt32LE(n.inline ? INLINE_DATA_FL : extents ? 0x80000 : 0, 32);
+    const extents = usesExtents(t, n);
+    b.writeUInt32LE(ext?.inline ? INLINE_DATA_FL : extents ? 0x80000 : 0, 32);
     // i_block (60 bytes at 40)
-    if (n.iblock) n.iblock.copy(b, 40);
+    if (ext?.iblock) ext.iblock.copy(b, 40);
     else if (extents) {
-      const count = n.extents.length / 3;
+      const count = t.extentCount(n);
       b.writeUInt16LE(0xf30a, 40);
       b.writeUInt16LE(count, 42);
       b.writeUInt16LE(4, 44);
-      for (let i = 0; i < count; i++) writeLeafEntry(b, 52 + i * 12, n.extents, i * 3);
-    } else if (n.kind === 'symlink') {
-      b.write(n.target!, 40, 60, 'utf8');
-    } else if (n.kind === 'char' || n.kind === 'block') {
-      if (n.devMajor < 256 && n.devMinor < 256) b.writeUInt32LE((n.devMajor << 8) | n.devMinor, 40);
-      else b.writeUInt32LE(((n.devMinor & 0xff) | (n.devMajor << 8) | ((n.devMinor & ~0xff) << 12)) >>> 0, 44);
+      if (count > 0) writeLeaf(b, 52, t.firstLogical[n]!, t.firstLength[n]!, t.firstPhysical[n]!);
+      const more = t.moreExtents.get(n);
+      for (let i = 1; i < count; i++) writeLeafEntry(b, 52 + i * 12, more!, (i - 1) * 3);
+    } else if (kind === SYMLINK) {
+      b.write(ext!.target!, 40, 60, 'utf8');
+    } else if (kind === KIND.char || kind === KIND.block) {
+      const major = ext?.devMajor ?? 0;
+      const minor = ext?.devMinor ?? 0;
+      if (major < 256 && minor < 256) b.writeUInt32LE((major << 8) | minor, 40);
+      else b.writeUInt32LE(((minor & 0xff) | (major << 8) | ((minor & ~0xff) << 12)) >>> 0, 44);
     }
-    b.writeUInt32LE(n.xattrBlock % 2 ** 32, 104);
-    b.writeUInt16LE(Math.floor(n.xattrBlock / 2 ** 32), 118);
-    b.writeUInt32LE(Math.floor(n.size / 2 ** 32), 108);
-    b.writeUInt16LE(n.uid >>> 16, 120);
-    b.writeUInt16LE(n.gid >>> 16, 122);
+    const xattrBlock = ext?.xattrBlock ?? 0;
+    b.writeUInt32LE(xattrBlock % 2 ** 32, 104);
+    b.writeUInt16LE(Math.floor(xattrBlock / 2 ** 32), 118);
+    b.writeUInt32LE(Math.floor(size / 2 ** 32), 108);
+    b.writeUInt16LE(uid >>> 16, 120);
+    b.writeUInt16LE(gid >>> 16, 122);
     b.writeUInt16LE(EXTRA_ISIZE, 128);
-    if (n.placed) writeInInodeXattrs(b, 128 + EXTRA_ISIZE, n.placed.inInode);
+    if (ext?.placed) writeInInodeXattrs(b, 128 + EXTRA_ISIZE, ext.placed.inInode);
   }
 
   private superblock(p: { total: number; groups: number; ipg: number; freeBlocks: number; freeInodes: number; uuid: Buffer }): Buffer {

@@ -1,0 +1,220 @@
+/**
+ * The inodes of an ext4 image while the writer builds it, stored as columns (one typed array per
+ * field) indexed by a node id that is also the node's creation order. A node costs ~70 bytes of
+ * typed arrays, where an object per node cost ~380 bytes of heap (object header, boxed fields,
+ * an extents array): a layer of 300k entries keeps ~90 MB less resident, and the garbage
+ * collector has no per-node objects to trace or move. What only some inodes have (a symlink
+ * target, device numbers, xattrs, inline data, access/change times that differ from the
+ * modification time, what finishing computes for them) lives in a side map of records.
+ *
+ * The columns live in resizable ArrayBuffers (ES2024; Node 20's V8 has them), which grow in
+ * place: no copy, and no old array left for the garbage collector to free while the new one
+ * already takes memory (with copying growth the peak held both). Capacity is reserved as
+ * address space only; pages become resident as nodes are written into them.
+ *
+ * Facts about the fields (ext4 inode layout) are in writer.ts, which encodes them.
+ */
+import type { PlacedXattrs } from './xattr.js';
+import type { TarTime } from '../tar/types.js';
+import { invalidArgument } from '../../services/errdefs.js';
+
+/** Node kinds, as stored in the `kind` column. */
+export const KIND = { file: 0, dir: 1, symlink: 2, char: 3, block: 4, fifo: 5 } as const;
+export type Kind = keyof typeof KIND;
+
+/** What only some inodes have (see the module comment). */
+export interface NodeExt {
+  /** access / change time when it differs from the modification time */
+  aSec?: number;
+  aNsec?: number;
+  cSec?: number;
+  cNsec?: number;
+  /** symlink target */
+  target?: string;
+  devMajor?: number;
+  devMinor?: number;
+  xattrs?: Map<string, Buffer>;
+  /** inline data (a small file, kept until close) */
+  inline?: Buffer;
+  // set while finishing
+  xattrBlock?: number;
+  /** blocks beyond the data counted in i_blocks (extent tree, xattr block) */
+  extraBlocks?: number;
+  /** the i_block area when it is not a plain extent leaf (extent index root, inline data) */
+  iblock?: Buffer;
+  placed?: PlacedXattrs;
+}
+
+/** Longest extent ext4 stores (initialized extents: 2^15 blocks). */
+export const MAX_EXTENT_LEN = 32768;
+
+const INITIAL_CAPACITY = 4096;
+/**
+ * Most nodes a table holds: 16.7 million, far past any container layer (whose names alone
+ * would then take gigabytes); the largest column reserves 128 MiB of address space.
+ */
+export const MAX_NODES = 2 ** 24;
+
+interface ResizableArrayBuffer extends ArrayBuffer {
+  resize(byteLength: number): void;
+}
+// ES2024 resizable ArrayBuffer (the project's TypeScript lib is ES2023, as Node 20 lacks other ES2024 APIs)
+const ResizableArrayBuffer = ArrayBuffer as unknown as new (byteLength: number, options: { maxByteLength: number }) => ResizableArrayBuffer;
+
+type Column = Uint8Array | Uint16Array | Uint32Array | Float64Array;
+
+export class NodeTable {
+  /** nodes created so far (ids 0 … count-1) */
+  count = 0;
+  /** `maxNodes`: the most nodes this table takes (MAX_NODES; lower only in tests) */
+  constructor(private readonly maxNodes = MAX_NODES) {}
+
+  private capacity = INITIAL_CAPACITY;
+  /** the columns' buffers, with the bytes each node takes in them */
+  private readonly buffers: { buffer: ResizableArrayBuffer; bytes: number }[] = [];
+  readonly kind = this.column(Uint8Array);
+  /** permission bits (mode & 07777) */
+  readonly perm = this.column(Uint16Array);
+  /** owner ids, modulo 2^32 as ext4 stores them */
+  readonly uid = this.column(Uint32Array);
+  readonly gid = this.column(Uint32Array);
+  readonly mSec = this.column(Float64Array);
+  readonly mNsec = this.column(Uint32Array);
+  readonly size = this.column(Float64Array);
+  /** data blocks counted in i_blocks (file data, directory blocks, a long symlink's block) */
+  readonly dataBlocks = this.column(Float64Array);
+  /** the first extent: logical block, length (0: the node has no extent), physical block */
+  readonly firstLogical = this.column(Uint32Array);
+  readonly firstLength = this.column(Uint16Array);
+  readonly firstPhysical = this.column(Uint32Array);
+  // set while finishing
+  readonly ino = this.column(Uint32Array);
+  readonly links = this.column(Uint32Array);
+  readonly parent = this.column(Uint32Array);
+  /** extents after the first, as flat [logical block, length, physical block] triples */
+  readonly moreExtents = new Map<number, number[]>();
+  readonly ext = new Map<number, NodeExt>();
+  /** each directory's entries, name → node, in insertion order (undefined for other kinds) */
+  readonly children: (Map<string, number> | undefined)[] = [];
+
+  /** A new node; `atime`/`ctime` are kept only when they differ from `mtime`. */
+  add(kind: Kind, perm: number, uid: number, gid: number, atime?: TarTime, mtime?: TarTime, ctime?: TarTime): number {
+    if (this.count === this.capacity) this.grow();
+    const id = this.count++;
+    const mSec = mtime ? Number(mtime.sec) : 0;
+    const mNsec = mtime ? mtime.nsec : 0;
+    this.kind[id] = KIND[kind];
+    this.perm[id] = perm & 0o7777;
+    this.uid[id] = uid;
+    this.gid[id] = gid;
+    this.mSec[id] = mSec;
+    this.mNsec[id] = mNsec;
+    this.children.push(kind === 'dir' ? new Map() : undefined);
+    if (atime && (Number(atime.sec) !== mSec || atime.nsec !== mNsec)) {
+      const x = this.more(id);
+      x.aSec = Number(atime.sec);
+      x.aNsec = atime.nsec;
+    }
+    if (ctime && (Number(ctime.sec) !== mSec || ctime.nsec !== mNsec)) {
+      const x = this.more(id);
+      x.cSec = Number(ctime.sec);
+      x.cNsec = ctime.nsec;
+    }
+    return id;
+  }
+
+  /** A length-tracking typed array over a new resizable buffer. */
+  private column<T extends Column>(make: { new (buffer: ArrayBuffer): T; BYTES_PER_ELEMENT: number }): T {
+    const bytes = make.BYTES_PER_ELEMENT;
+    const buffer = new ResizableArrayBuffer(INITIAL_CAPACITY * bytes, { maxByteLength: MAX_NODES * bytes });
+    this.buffers.push({ buffer, bytes });
+    return new make(buffer);
+  }
+
+  private grow(): void {
+    if (this.capacity >= this.maxNodes) throw invalidArgument(`more than ${this.maxNodes} inodes in one ext4 image`);
+    const cap = Math.min(this.maxNodes, this.capacity * 2);
+    for (const { buffer, bytes } of this.buffers) buffer.resize(cap * bytes);
+    this.capacity = cap;
+  }
+
+  /** The node's side record, made on first use. */
+  more(id: number): NodeExt {
+    let x = this.ext.get(id);
+    if (!x) this.ext.set(id, (x = {}));
+    return x;
+  }
+
+  /**
+   * Gives node `to` every attribute of node `from` except its directory entries (what a later
+   * tar entry for a directory does to the directory already there, and to the root).
+   */
+  copyAttributes(from: number, to: number): void {
+    this.kind[to] = this.kind[from]!;
+    this.perm[to] = this.perm[from]!;
+    this.uid[to] = this.uid[from]!;
+    this.gid[to] = this.gid[from]!;
+    this.mSec[to] = this.mSec[from]!;
+    this.mNsec[to] = this.mNsec[from]!;
+    this.size[to] = this.size[from]!;
+    this.dataBlocks[to] = this.dataBlocks[from]!;
+    this.firstLogical[to] = this.firstLogical[from]!;
+    this.firstLength[to] = this.firstLength[from]!;
+    this.firstPhysical[to] = this.firstPhysical[from]!;
+    this.ino[to] = this.ino[from]!;
+    this.links[to] = this.links[from]!;
+    this.parent[to] = this.parent[from]!;
+    const more = this.moreExtents.get(from);
+    if (more) this.moreExtents.set(to, more);
+    else this.moreExtents.delete(to);
+    const x = this.ext.get(from);
+    if (x) this.ext.set(to, x);
+    else this.ext.delete(to);
+  }
+
+  /** Records that physical block `physical` holds logical block `logical` (appended in order). */
+  addBlock(id: number, logical: number, physical: number): void {
+    const more = this.moreExtents.get(id);
+    if (more) {
+      const k = more.length - 3;
+      if (more[k]! + more[k + 1]! === logical && more[k + 2]! + more[k + 1]! === physical && more[k + 1]! < MAX_EXTENT_LEN) more[k + 1]!++;
+      else more.push(logical, 1, physical);
+      return;
+    }
+    const len = this.firstLength[id]!;
+    if (len === 0) {
+      this.firstLogical[id] = logical;
+      this.firstLength[id] = 1;
+      this.firstPhysical[id] = physical;
+    } else if (this.firstLogical[id]! + len === logical && this.firstPhysical[id]! + len === physical && len < MAX_EXTENT_LEN) {
+      this.firstLength[id] = len + 1;
+    } else this.moreExtents.set(id, [logical, 1, physical]);
+  }
+
+  extentCount(id: number): number {
+    if (this.firstLength[id] === 0) return 0;
+    const more = this.moreExtents.get(id);
+    return 1 + (more ? more.length / 3 : 0);
+  }
+
+  /** The node's extents as flat [logical block, length, physical block] triples (a new array). */
+  extents(id: number): number[] {
+    if (this.firstLength[id] === 0) return [];
+    const first = [this.firstLogical[id]!, this.firstLength[id]!, this.firstPhysical[id]!];
+    const more = this.moreExtents.get(id);
+    return more ? first.concat(more) : first;
+  }
+
+  /** Replaces the node's extents by the flat triples `x`. */
+  setExtents(id: number, x: readonly number[]): void {
+    this.moreExtents.delete(id);
+    if (x.length === 0) {
+      this.firstLength[id] = 0;
+      return;
+    }
+    this.firstLogical[id] = x[0]!;
+    this.firstLength[id] = x[1]!;
+    this.firstPhysical[id] = x[2]!;
+    if (x.length > 3) this.moreExtents.set(id, x.slice(3));
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * The writer's node table: extents merge only when both the logical and the physical blocks
+ * continue the last extent (and it is not at ext4's maximum length); attributes survive growth
+ * past the initial capacity; copying attributes keeps the target's directory entries; the
+ * node limit is a clear InvalidArgument.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { MAX_EXTENT_LEN, NodeTable } from '../../../src/formats/ext4/nodes.js';
+import { kindOf } from '../../../src/services/errdefs.js';
+
+const t0 = { sec: 0n, nsec: 0 };
+
+describe('NodeTable', () => {
+  test('blocks appended in order merge into extents; a gap in either numbering starts a new one', () => {
+    const t = new NodeTable();
+    const n = t.add('file', 0o644, 0, 0);
+    assert.equal(t.extentCount(n), 0);
+    assert.deepEqual(t.extents(n), []);
+    t.addBlock(n, 0, 100);
+    t.addBlock(n, 1, 101);
+    assert.deepEqual(t.extents(n), [0, 2, 100]);
+    t.addBlock(n, 3, 102); // a hole at logical block 2
+    t.addBlock(n, 4, 103);
+    t.addBlock(n, 5, 200); // physical gap
+    t.addBlock(n, 6, 201);
+    assert.deepEqual(t.extents(n), [0, 2, 100, 3, 2, 102, 5, 2, 200]);
+    assert.equal(t.extentCount(n), 3);
+  });
+
+  test('an extent stops at the maximum length ext4 allows', () => {
+    const t = new NodeTable();
+    const n = t.add('file', 0o644, 0, 0);
+    for (let i = 0; i < MAX_EXTENT_LEN + 2; i++) t.addBlock(n, i, 5000 + i);
+    assert.deepEqual(t.extents(n), [0, MAX_EXTENT_LEN, 5000, MAX_EXTENT_LEN, 2, 5000 + MAX_EXTENT_LEN]);
+  });
+
+  test('setExtents replaces the extents, also by none', () => {
+    const t = new NodeTable();
+    const n = t.add('dir', 0o755, 0, 0);
+    t.setExtents(n, [0, 3, 10, 3, 1, 20]);
+    assert.deepEqual(t.extents(n), [0, 3, 10, 3, 1, 20]);
+    t.setExtents(n, [0, 1, 7]);
+    assert.deepEqual(t.extents(n), [0, 1, 7]);
+    assert.equal(t.extentCount(n), 1);
+    t.setExtents(n, []);
+    assert.equal(t.extentCount(n), 0);
+  });
+
+  test('attributes survive growth past the initial capacity; big values keep their precision', () => {
+    const t = new NodeTable();
+    const count = 20_000;
+    for (let i = 0; i < count; i++) {
+      const n = t.add(i % 2 ? 'file' : 'dir', i & 0o7777, i * 7, 2 ** 32 + i, undefined, { sec: BigInt(-(2 ** 31) + i), nsec: i });
+      t.size[n] = 2 ** 45 + i;
+      t.addBlock(n, i, 2 ** 32 - 1 - i);
+    }
+    assert.equal(t.count, count);
+    for (const i of [0, 4095, 4096, 8191, 8192, 19_999]) {
+      assert.equal(t.kind[i], i % 2 ? 0 : 1);
+      assert.equal(t.perm[i], i & 0o7777);
+      assert.equal(t.uid[i], i * 7);
+      assert.equal(t.gid[i], i, 'gid modulo 2^32');
+      assert.equal(t.mSec[i], -(2 ** 31) + i);
+      assert.equal(t.mNsec[i], i);
+      assert.equal(t.size[i], 2 ** 45 + i);
+      assert.deepEqual(t.extents(i), [i, 1, 2 ** 32 - 1 - i]);
+      assert.equal(t.children[i] instanceof Map, i % 2 === 0);
+    }
+  });
+
+  test('access and change times are kept only when they differ from the modification time', () => {
+    const t = new NodeTable();
+    const same = t.add('file', 0o644, 0, 0, { sec: 5n, nsec: 1 }, { sec: 5n, nsec: 1 }, { sec: 5n, nsec: 1 });
+    assert.equal(t.ext.get(same), undefined);
+    const differ = t.add('file', 0o644, 0, 0, { sec: 6n, nsec: 2 }, { sec: 5n, nsec: 1 }, t0);
+    assert.deepEqual(t.ext.get(differ), { aSec: 6, aNsec: 2, cSec: 0, cNsec: 0 });
+  });
+
+  test('copyAttributes gives every attribute but the directory entries', () => {
+    const t = new NodeTable();
+    const old = t.add('dir', 0o700, 1, 1);
+    t.children[old]!.set('kept', 99);
+    t.more(old).xattrs = new Map([['user.old', Buffer.from('x')]]);
+    const next = t.add('dir', 0o755, 2, 3, undefined, { sec: 9n, nsec: 8 });
+    t.copyAttributes(next, old);
+    assert.equal(t.perm[old], 0o755);
+    assert.equal(t.uid[old], 2);
+    assert.equal(t.gid[old], 3);
+    assert.equal(t.mSec[old], 9);
+    assert.equal(t.mNsec[old], 8);
+    assert.equal(t.ext.get(old), undefined, 'the later entry has no xattrs: neither has the directory now');
+    assert.deepEqual([...t.children[old]!.keys()], ['kept']);
+  });
+
+  test('more nodes than the limit is an InvalidArgument error', () => {
+    const t = new NodeTable(8192);
+    for (let i = 0; i < 8192; i++) t.add('fifo', 0, 0, 0);
+    assert.throws(() => t.add('fifo', 0, 0, 0), (e: Error) => kindOf(e) === 'InvalidArgument' && /8192 inodes/.test(e.message));
+  });
+});
