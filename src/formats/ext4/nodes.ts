@@ -94,8 +94,6 @@ export class NodeTable {
   /** extents after the first, as flat [logical block, length, physical block] triples */
   readonly moreExtents = new Map<number, number[]>();
   readonly ext = new Map<number, NodeExt>();
-  /** each directory's entries, name → node, in insertion order (undefined for other kinds) */
-  readonly children: (Map<string, number> | undefined)[] = [];
 
   /** A new node; `atime`/`ctime` are kept only when they differ from `mtime`. */
   add(kind: Kind, perm: number, uid: number, gid: number, atime?: TarTime, mtime?: TarTime, ctime?: TarTime): number {
@@ -109,7 +107,6 @@ export class NodeTable {
     this.gid[id] = gid;
     this.mSec[id] = mSec;
     this.mNsec[id] = mNsec;
-    this.children.push(kind === 'dir' ? new Map() : undefined);
     if (atime && (Number(atime.sec) !== mSec || atime.nsec !== mNsec)) {
       const x = this.more(id);
       x.aSec = Number(atime.sec);
@@ -146,8 +143,8 @@ export class NodeTable {
   }
 
   /**
-   * Gives node `to` every attribute of node `from` except its directory entries (what a later
-   * tar entry for a directory does to the directory already there, and to the root).
+   * Gives node `to` every attribute of node `from` (what a later tar entry for a directory does
+   * to the directory already there, and to the root; its entries, kept in dirents.ts, stay).
    */
   copyAttributes(from: number, to: number): void {
     this.kind[to] = this.kind[from]!;

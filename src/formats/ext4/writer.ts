@@ -28,6 +28,7 @@ import type { TarEntry } from '../tar/reader.js';
 import type { TarTime } from '../tar/types.js';
 import { encodeXattrBlock, placeXattrs, writeInInodeXattrs, type Xattr } from './xattr.js';
 import { KIND, MAX_EXTENT_LEN, NodeTable, type Kind } from './nodes.js';
+import { DirectoryEntries } from './dirents.js';
 
 export const BLOCK = 4096;
 const BLOCKS_PER_GROUP = 32768;
@@ -50,8 +51,10 @@ const FILE_TYPE = [1, 2, 7, 3, 4, 5] as const;
 const FILE = KIND.file;
 const DIR = KIND.dir;
 const SYMLINK = KIND.symlink;
-/** node ids of the root and of the lost+found the writer starts with */
+/** node id of the root */
 const ROOT = 0;
+/** "." and ".." */
+const DOTS = new Uint8Array([0x2e, 0x2e]);
 
 export interface Ext4WriterOptions {
   /** convert overlay whiteouts (`.wh.X`, `.wh..wh..opq`) */
@@ -148,6 +151,11 @@ export class Ext4Writer {
   private next: number;
   /** every inode made so far; ids are creation order */
   private readonly nodes = new NodeTable();
+  /** every directory's entries */
+  private readonly entries = new DirectoryEntries();
+  /** parentOf's cache: the directory path (all but the last part) of the last entry, and its node */
+  private lastDirParts: string[] = [];
+  private lastDir = ROOT;
   private buf: Buffer = Buffer.allocUnsafe(WRITE_BUFFER);
   private bufLen = 0;
   private bufStart = 0;
@@ -197,7 +205,7 @@ export class Ext4Writer {
     this.fd = openSync(path, 'w');
     const root = this.newNode('dir', 0o755, 0, 0);
     const lpf = this.newNode('dir', 0o700, 0, 0);
-    this.nodes.children[root]!.set('lost+found', lpf);
+    this.entries.set(root, 'lost+found', lpf);
   }
 
   /** First block of file data: block 0 and the group descriptor area are written last. */
@@ -306,12 +314,10 @@ export class Ext4Writer {
 
   /** The node at `parts`, or -1. */
   private lookup(parts: string[]): number {
-    const children = this.nodes.children;
     let n = ROOT;
     for (const p of parts) {
-      const c = children[n]?.get(p);
-      if (c === undefined) return -1;
-      n = c;
+      n = this.entries.get(n, p);
+      if (n < 0) return -1;
     }
     return n;
   }
@@ -319,17 +325,30 @@ export class Ext4Writer {
   /** The directory for `parts` (all but the last), created as tar extraction would. */
   private parentOf(parts: string[], entry: string): number {
     const t = this.nodes;
+    const d = this.entries;
+    const depth = parts.length - 1;
+    if (depth <= 0) return ROOT;
+    // most entries are in the directory of the entry before them
+    const cached = this.lastDirParts;
+    if (cached.length === depth) {
+      let i = 0;
+      while (i < depth && cached[i] === parts[i]) i++;
+      if (i === depth) return this.lastDir;
+    }
     let n = ROOT;
-    for (let i = 0; i < parts.length - 1; i++) {
+    for (let i = 0; i < depth; i++) {
       const p = parts[i]!;
-      let c = t.children[n]!.get(p);
-      if (c === undefined || t.kind[c] !== DIR) {
-        if (c !== undefined) throw invalidArgument(`tar entry "${entry}": "${p}" is not a directory`, { entry });
+      const e = d.find(n, p);
+      let c = e === 0 ? -1 : d.node(e);
+      if (c < 0 || t.kind[c] !== DIR) {
+        if (c >= 0) throw invalidArgument(`tar entry "${entry}": "${p}" is not a directory`, { entry });
         c = this.newNode('dir', 0o755, 0, 0);
-        t.children[n]!.set(p, c);
+        d.add(n, c);
       }
       n = c;
     }
+    this.lastDirParts = parts.slice(0, depth);
+    this.lastDir = n;
     return n;
   }
 
@@ -342,13 +361,23 @@ export class Ext4Writer {
       return;
     }
     const dir = this.parentOf(parts, entry);
-    const name = parts[parts.length - 1]!;
-    const old = t.children[dir]!.get(name);
-    if (old !== undefined && t.kind[old] === DIR && t.kind[node] === DIR) {
-      t.copyAttributes(node, old);
+    const d = this.entries;
+    const e = d.find(dir, parts[parts.length - 1]!);
+    if (e === 0) {
+      d.add(dir, node);
       return;
     }
-    t.children[dir]!.set(name, node);
+    const old = d.node(e);
+    if (t.kind[old] === DIR) {
+      if (t.kind[node] === DIR) {
+        t.copyAttributes(node, old);
+        return;
+      }
+      // a directory replaced: the cached parent may have been in it
+      this.lastDirParts = [];
+      this.lastDir = ROOT;
+    }
+    d.setNode(e, node);
   }
 
   /** `SCHILY.xattr.*` records, copied (the records are views of input chunks). */
@@ -446,9 +475,9 @@ export class Ext4Writer {
         if (t.kind[target] === DIR) throw invalidArgument(`tar entry "${name}": hard link to a directory`, { entry: name });
         if (parts.length === 0) throw invalidArgument(`tar entry "${name}": cannot link over the root`, { entry: name });
         const dir = this.parentOf(parts, name);
-        const old = t.children[dir]!.get(parts[parts.length - 1]!);
-        if (old !== undefined && t.kind[old] === DIR) throw invalidArgument(`tar entry "${name}": a hard link cannot replace a directory`, { entry: name });
-        t.children[dir]!.set(parts[parts.length - 1]!, target);
+        const old = this.entries.get(dir, parts[parts.length - 1]!);
+        if (old >= 0 && t.kind[old] === DIR) throw invalidArgument(`tar entry "${name}": a hard link cannot replace a directory`, { entry: name });
+        this.entries.set(dir, parts[parts.length - 1]!, target);
         return;
       }
       case 'symlink': {
@@ -590,7 +619,9 @@ export class Ext4Writer {
       live[dir] = 1;
       liveCount++;
       let subdirs = 0;
-      for (const c of t.children[dir]!.values()) {
+      const d = this.entries;
+      for (let e = d.first(dir); e !== 0; e = d.next(e)) {
+        const c = d.node(e);
         if (t.kind[c] === DIR) {
           subdirs++;
           walk(c, dir);
@@ -603,8 +634,8 @@ export class Ext4Writer {
       t.links[dir] = 2 + subdirs;
     };
     walk(ROOT, ROOT);
-    const found0 = t.children[ROOT]!.get('lost+found');
-    const lpf = found0 !== undefined && t.kind[found0] === DIR ? found0 : -1;
+    const found0 = this.entries.get(ROOT, 'lost+found');
+    const lpf = found0 >= 0 && t.kind[found0] === DIR ? found0 : -1;
     // root, lost+found, then every other live node in creation order (= id order)
     const byIno = new Uint32Array(liveCount);
     let at = 0;
@@ -800,13 +831,13 @@ export class Ext4Writer {
   /** The directory's blocks (linear entries: ".", "..", then children in insertion order). */
   private encodeDir(dir: number, parent: number): Buffer {
     const t = this.nodes;
-    const children = t.children[dir]!;
+    const d = this.entries;
     const recLen = (nameBytes: number) => (8 + nameBytes + 3) & ~3;
     // size first, so the blocks are one allocation
     let blocks = 1;
     let pos = recLen(1) + recLen(2);
-    for (const name of children.keys()) {
-      const len = recLen(Buffer.byteLength(name, 'utf8'));
+    for (let e = d.first(dir); e !== 0; e = d.next(e)) {
+      const len = recLen(d.nameLength(e));
       if (pos + len > BLOCK) {
         blocks++;
         pos = 0;
@@ -817,8 +848,8 @@ export class Ext4Writer {
     let base = 0;
     pos = 0;
     let lastAt = -1;
-    const put = (ino: number, type: number, name: string) => {
-      const nameBytes = Buffer.byteLength(name, 'utf8');
+    // the name is `nameBytes` bytes of `names` from `nameAt`
+    const put = (ino: number, type: number, names: Uint8Array, nameAt: number, nameBytes: number) => {
       const len = recLen(nameBytes);
       if (pos + len > BLOCK) {
         out.writeUInt16LE(BLOCK - (lastAt - base), lastAt + 4);
@@ -830,13 +861,16 @@ export class Ext4Writer {
       out.writeUInt16LE(len, at + 4);
       out[at + 6] = nameBytes;
       out[at + 7] = type;
-      out.write(name, at + 8, nameBytes, 'utf8');
+      out.set(names.subarray(nameAt, nameAt + nameBytes), at + 8);
       lastAt = at;
       pos += len;
     };
-    put(t.ino[dir]!, FILE_TYPE[DIR], '.');
-    put(t.ino[parent]!, FILE_TYPE[DIR], '..');
-    for (const [name, c] of children) put(t.ino[c]!, FILE_TYPE[t.kind[c]!]!, name);
+    put(t.ino[dir]!, FILE_TYPE[DIR], DOTS, 0, 1);
+    put(t.ino[parent]!, FILE_TYPE[DIR], DOTS, 0, 2);
+    for (let e = d.first(dir); e !== 0; e = d.next(e)) {
+      const c = d.node(e);
+      put(t.ino[c]!, FILE_TYPE[t.kind[c]!]!, d.names, d.nameOffset(e), d.nameLength(e));
+    }
     out.writeUInt16LE(BLOCK - (lastAt - base), lastAt + 4);
     return out;
   }

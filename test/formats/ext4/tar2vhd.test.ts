@@ -69,6 +69,10 @@ function corpus(files: number): Ent[] {
   out.push(file('etc/was-file', 'soon a directory'));
   out.push(dir('etc/was-file'));
   out.push(file('etc/was-file/inner', 'inside'));
+  out.push(file('etc/was-dir/a', 'in the first directory'));
+  out.push(file('etc/was-dir', 'a file over a directory drops its entries'));
+  out.push(dir('etc/was-dir'));
+  out.push(file('etc/was-dir/b', 'in the second directory'));
   out.push(file('etc/.wh.removed', ''));
   out.push(dir('opaque'));
   out.push(file('opaque/.wh..wh..opq', ''));

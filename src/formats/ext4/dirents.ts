@@ -1,0 +1,250 @@
+/**
+ * The directory entries of an ext4 image while the writer builds it: (directory, name) → node,
+ * in insertion order per directory (a replaced entry keeps its place, as a re-extracted file
+ * keeps its directory slot), held outside the JavaScript heap. Names are stored once, as the
+ * UTF-8 bytes the directory blocks will hold, in one byte arena; entries are rows of typed
+ * arrays; lookups go through an open-addressing hash table of entry numbers. A layer of 300k
+ * entries keeps ~50 bytes an entry here, where a Map per directory and a string per name
+ * kept ~130 bytes of heap (and pinned each tar path a name was sliced from).
+ *
+ * Names are encoded as Buffer encodes strings (a lone surrogate becomes U+FFFD), so two names
+ * are the same entry exactly when their on-disk bytes are the same.
+ */
+import { invalidArgument } from '../../services/errdefs.js';
+
+/** Longest name a directory entry holds (ext4 name_len is one byte). */
+export const MAX_NAME_BYTES = 255;
+
+interface ResizableArrayBuffer extends ArrayBuffer {
+  resize(byteLength: number): void;
+}
+// ES2024 resizable ArrayBuffer (the project's TypeScript lib is ES2023, as Node 20 lacks other ES2024 APIs)
+const ResizableArrayBuffer = ArrayBuffer as unknown as new (byteLength: number, options: { maxByteLength: number }) => ResizableArrayBuffer;
+
+const INITIAL_ENTRIES = 4096;
+/** Most entries: as many as the node table's most nodes (see nodes.ts), plus hard links to them. */
+const MAX_ENTRIES = 2 ** 25;
+/** The arena holds at most 4 GiB of names (the most a resizable ArrayBuffer takes). */
+const MAX_ARENA = 2 ** 32;
+
+/** UTF-8 of `s` into `out` (at most MAX_NAME_BYTES + 3 bytes are written); returns the length, or -1 past 255 bytes. */
+function encodeName(s: string, out: Uint8Array): number {
+  let n = 0;
+  for (let i = 0; i < s.length && n <= MAX_NAME_BYTES; i++) {
+    let c = s.charCodeAt(i);
+    if (c < 0x80) {
+      out[n++] = c;
+      continue;
+    }
+    if (c < 0x800) {
+      out[n++] = 0xc0 | (c >> 6);
+      out[n++] = 0x80 | (c & 0x3f);
+      continue;
+    }
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        const cp = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+        i++;
+        out[n++] = 0xf0 | (cp >> 18);
+        out[n++] = 0x80 | ((cp >> 12) & 0x3f);
+        out[n++] = 0x80 | ((cp >> 6) & 0x3f);
+        out[n++] = 0x80 | (cp & 0x3f);
+        continue;
+      }
+    }
+    if (c >= 0xd800 && c <= 0xdfff) c = 0xfffd; // a lone surrogate, as Buffer encodes it
+    out[n++] = 0xe0 | (c >> 12);
+    out[n++] = 0x80 | ((c >> 6) & 0x3f);
+    out[n++] = 0x80 | (c & 0x3f);
+  }
+  return n > MAX_NAME_BYTES ? -1 : n;
+}
+
+/** FNV-1a over the directory number and the name bytes. */
+function hashName(dir: number, name: Uint8Array, len: number): number {
+  let h = 0x811c9dc5;
+  h = Math.imul(h ^ (dir & 0xff), 0x01000193);
+  h = Math.imul(h ^ ((dir >>> 8) & 0xff), 0x01000193);
+  h = Math.imul(h ^ ((dir >>> 16) & 0xff), 0x01000193);
+  h = Math.imul(h ^ (dir >>> 24), 0x01000193);
+  for (let i = 0; i < len; i++) h = Math.imul(h ^ name[i]!, 0x01000193);
+  return h >>> 0;
+}
+
+/**
+ * Entry handles are entry numbers + 1, so 0 means "none" (and a freshly grown, zero-filled
+ * column means "no entry yet").
+ */
+export class DirectoryEntries {
+  /** entries so far */
+  count = 0;
+  private capacity = INITIAL_ENTRIES;
+  private readonly buffers: { buffer: ResizableArrayBuffer; bytes: number }[] = [];
+  private readonly dirOf = this.column(Uint32Array);
+  private readonly nodeOf = this.column(Uint32Array);
+  private readonly nameAt = this.column(Uint32Array);
+  private readonly nameLen = this.column(Uint8Array);
+  private readonly hashOf = this.column(Uint32Array);
+  /** the next entry of the same directory (a handle) */
+  private readonly nextOf = this.column(Uint32Array);
+  /** UTF-8 names, back to back */
+  private readonly arenaBuffer = new ResizableArrayBuffer(1 << 16, { maxByteLength: MAX_ARENA });
+  /** the arena (length-tracking: a view made once stays valid as it grows) */
+  readonly names = new Uint8Array(this.arenaBuffer);
+  private arenaUsed = 0;
+  /** each directory's first and last entry (handles), indexed by the directory's node id */
+  private readonly firstBuffer = new ResizableArrayBuffer(INITIAL_ENTRIES * 4, { maxByteLength: MAX_ENTRIES * 4 });
+  private readonly lastBuffer = new ResizableArrayBuffer(INITIAL_ENTRIES * 4, { maxByteLength: MAX_ENTRIES * 4 });
+  private readonly firstOf = new Uint32Array(this.firstBuffer);
+  private readonly lastOf = new Uint32Array(this.lastBuffer);
+  /** open addressing, linear probing: handles, 0 = empty; at most half full */
+  private table = new Uint32Array(INITIAL_ENTRIES * 2);
+  /** the name of the last find(), encoded, and its hash and directory (for add() right after) */
+  private readonly scratch = new Uint8Array(MAX_NAME_BYTES + 4);
+  private foundLen = 0;
+  private foundHash = 0;
+  private foundDir = -1;
+
+  private column<T extends Uint8Array | Uint32Array>(make: { new (buffer: ArrayBuffer): T; BYTES_PER_ELEMENT: number }): T {
+    const bytes = make.BYTES_PER_ELEMENT;
+    const buffer = new ResizableArrayBuffer(INITIAL_ENTRIES * bytes, { maxByteLength: MAX_ENTRIES * bytes });
+    this.buffers.push({ buffer, bytes });
+    return new make(buffer);
+  }
+
+  /** The node `name` names in directory `dir`, or -1. */
+  get(dir: number, name: string): number {
+    const e = this.find(dir, name);
+    return e === 0 ? -1 : this.nodeOf[e - 1]!;
+  }
+
+  /** Makes `name` in `dir` name `node`: a new entry last in the directory, or the existing one, in its place. */
+  set(dir: number, name: string, node: number): void {
+    const e = this.find(dir, name);
+    if (e !== 0) this.setNode(e, node);
+    else this.add(dir, node);
+  }
+
+  /**
+   * The entry for `name` in `dir` (a handle), or 0. The name stays encoded, so that a caller
+   * who found nothing can add() it without encoding and hashing it again.
+   */
+  find(dir: number, name: string): number {
+    const len = this.encode(name);
+    const hash = hashName(dir, this.scratch, len);
+    this.foundLen = len;
+    this.foundHash = hash;
+    this.foundDir = dir;
+    return this.probe(dir, len, hash);
+  }
+
+  /** Makes entry `entry` name `node`. */
+  setNode(entry: number, node: number): void {
+    this.nodeOf[entry - 1] = node;
+  }
+
+  /** Adds the name the last find() looked for (and did not find) in `dir`, last, naming `node`. */
+  add(dir: number, node: number): void {
+    if (dir !== this.foundDir) throw new Error(`DirectoryEntries.add(${dir}) does not follow a find() in that directory`);
+    const len = this.foundLen;
+    const hash = this.foundHash;
+    this.foundDir = -1;
+    if (this.count === this.capacity) this.grow();
+    if (this.arenaUsed + len > this.names.length) this.growArena(len);
+    if (dir >= this.firstOf.length) this.growDirs(dir);
+    const i = this.count++;
+    this.names.set(this.scratch.subarray(0, len), this.arenaUsed);
+    this.dirOf[i] = dir;
+    this.nodeOf[i] = node;
+    this.nameAt[i] = this.arenaUsed;
+    this.nameLen[i] = len;
+    this.hashOf[i] = hash;
+    this.arenaUsed += len;
+    const h = i + 1;
+    const last = this.lastOf[dir]!;
+    if (last === 0) this.firstOf[dir] = h;
+    else this.nextOf[last - 1] = h;
+    this.lastOf[dir] = h;
+    if (this.count * 2 > this.table.length) this.rehash();
+    else this.insert(h, hash);
+  }
+
+  /** The first entry of `dir` (a handle; 0 when it has none). */
+  first(dir: number): number {
+    return dir < this.firstOf.length ? this.firstOf[dir]! : 0;
+  }
+  /** The entry after `entry` in its directory (0 at the end). */
+  next(entry: number): number {
+    return this.nextOf[entry - 1]!;
+  }
+  node(entry: number): number {
+    return this.nodeOf[entry - 1]!;
+  }
+  /** Where the entry's UTF-8 name starts in `names`. */
+  nameOffset(entry: number): number {
+    return this.nameAt[entry - 1]!;
+  }
+  nameLength(entry: number): number {
+    return this.nameLen[entry - 1]!;
+  }
+
+  private encode(name: string): number {
+    const len = encodeName(name, this.scratch);
+    if (len < 0) throw invalidArgument(`name "${name.slice(0, 64)}…" is longer than ${MAX_NAME_BYTES} bytes`, { entry: name });
+    return len;
+  }
+
+  /** The handle of the entry for the name in `scratch[0, len)` in `dir`, or 0. */
+  private probe(dir: number, len: number, hash: number): number {
+    const table = this.table;
+    const mask = table.length - 1;
+    const names = this.names;
+    const scratch = this.scratch;
+    for (let slot = hash & mask; ; slot = (slot + 1) & mask) {
+      const h = table[slot]!;
+      if (h === 0) return 0;
+      const i = h - 1;
+      if (this.hashOf[i] !== hash || this.dirOf[i] !== dir || this.nameLen[i] !== len) continue;
+      const at = this.nameAt[i]!;
+      let k = 0;
+      while (k < len && names[at + k] === scratch[k]) k++;
+      if (k === len) return h;
+    }
+  }
+
+  private insert(handle: number, hash: number): void {
+    const table = this.table;
+    const mask = table.length - 1;
+    let slot = hash & mask;
+    while (table[slot] !== 0) slot = (slot + 1) & mask;
+    table[slot] = handle;
+  }
+
+  private rehash(): void {
+    this.table = new Uint32Array(this.table.length * 2);
+    for (let i = 0; i < this.count; i++) this.insert(i + 1, this.hashOf[i]!);
+  }
+
+  private grow(): void {
+    if (this.capacity >= MAX_ENTRIES) throw invalidArgument(`more than ${MAX_ENTRIES} directory entries in one ext4 image`);
+    const cap = Math.min(MAX_ENTRIES, this.capacity * 2);
+    for (const { buffer, bytes } of this.buffers) buffer.resize(cap * bytes);
+    this.capacity = cap;
+  }
+
+  private growArena(len: number): void {
+    const want = Math.min(MAX_ARENA, Math.max(this.names.length * 2, this.arenaUsed + len));
+    if (this.arenaUsed + len > want) throw invalidArgument(`more than ${MAX_ARENA} bytes of names in one ext4 image`);
+    this.arenaBuffer.resize(want);
+  }
+
+  private growDirs(dir: number): void {
+    if (dir >= MAX_ENTRIES) throw invalidArgument(`directory node ${dir} is past the most nodes an image takes`);
+    let cap = this.firstOf.length;
+    while (cap <= dir) cap *= 2;
+    cap = Math.min(MAX_ENTRIES, cap);
+    this.firstBuffer.resize(cap * 4);
+    this.lastBuffer.resize(cap * 4);
+  }
+}

@@ -1,0 +1,74 @@
+/**
+ * The writer's directory entries against a model (a Map per directory, which keeps insertion
+ * order and replaces in place): random operations over a few directories and a small name
+ * alphabet (so names repeat), across table growth; names stored as Buffer encodes them.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { DirectoryEntries, MAX_NAME_BYTES } from '../../../src/formats/ext4/dirents.js';
+import { kindOf } from '../../../src/services/errdefs.js';
+
+function listed(d: DirectoryEntries, dir: number): [string, number][] {
+  const out: [string, number][] = [];
+  for (let e = d.first(dir); e !== 0; e = d.next(e)) {
+    const at = d.nameOffset(e);
+    out.push([Buffer.from(d.names.subarray(at, at + d.nameLength(e))).toString('utf8'), d.node(e)]);
+  }
+  return out;
+}
+
+describe('DirectoryEntries', () => {
+  test('agrees with a Map per directory over random sets and gets', () => {
+    const name = fc.oneof(fc.stringMatching(/^[ab.]{1,3}$/), fc.constantFrom('é', 'ü-x', '日本', '😀', 'a😀b'), fc.string({ minLength: 1, maxLength: 20 }));
+    const op = fc.record({ dir: fc.integer({ min: 0, max: 5 }), name, node: fc.integer({ min: 0, max: 2 ** 32 - 1 }), get: fc.boolean() });
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 300 }), (ops) => {
+        const d = new DirectoryEntries();
+        const model = new Map<number, Map<string, number>>();
+        for (const o of ops) {
+          // the model keys by the bytes on disk, as the table does
+          const key = Buffer.from(o.name, 'utf8').toString('utf8');
+          const m = model.get(o.dir) ?? new Map<string, number>();
+          model.set(o.dir, m);
+          if (o.get) assert.equal(d.get(o.dir, o.name), m.get(key) ?? -1);
+          else {
+            d.set(o.dir, o.name, o.node);
+            m.set(key, o.node);
+          }
+        }
+        for (let dir = 0; dir <= 5; dir++) assert.deepEqual(listed(d, dir), [...(model.get(dir) ?? new Map())]);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test('many entries: growth of the rows, the arena and the hash table keep every entry and the order', () => {
+    const d = new DirectoryEntries();
+    const n = 50_000;
+    for (let i = 0; i < n; i++) d.set(i % 97, `file-${i}-${'x'.repeat(i % 40)}`, i);
+    for (let i = 0; i < n; i += 7) assert.equal(d.get(i % 97, `file-${i}-${'x'.repeat(i % 40)}`), i);
+    assert.equal(d.get(3, 'file-0-'), -1, 'same name, other directory');
+    d.set(5000, 'late', 1); // a directory number past the ones seen so far
+    assert.deepEqual(listed(d, 5000), [['late', 1]]);
+    const dir0 = listed(d, 0);
+    assert.equal(dir0.length, Math.ceil(n / 97));
+    assert.deepEqual(dir0.slice(0, 2).map(([, node]) => node), [0, 97]);
+    assert.equal(d.count, n + 1);
+  });
+
+  test('a lone surrogate is stored as U+FFFD, so it names the same entry as U+FFFD', () => {
+    const d = new DirectoryEntries();
+    d.set(0, 'a\ud800', 1);
+    assert.equal(d.get(0, 'a\ufffd'), 1);
+    assert.deepEqual(listed(d, 0), [['a\ufffd', 1]]);
+  });
+
+  test('a name longer than 255 bytes is an InvalidArgument error; 255 bytes is fine', () => {
+    const d = new DirectoryEntries();
+    d.set(0, 'é'.repeat(127) + 'x', 1); // 255 bytes
+    assert.equal(d.get(0, 'é'.repeat(127) + 'x'), 1);
+    assert.throws(() => d.set(0, 'é'.repeat(128), 2), (e: Error) => kindOf(e) === 'InvalidArgument');
+    assert.throws(() => d.get(0, 'x'.repeat(MAX_NAME_BYTES + 1)), (e: Error) => kindOf(e) === 'InvalidArgument');
+  });
+});
