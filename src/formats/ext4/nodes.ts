@@ -90,6 +90,7 @@ export class NodeTable {
   // set while finishing
   readonly ino = this.column(Uint32Array);
   readonly links = this.column(Uint32Array);
+  /** a directory's parent directory (directories only) */
   readonly parent = this.column(Uint32Array);
   /** extents after the first, as flat [logical block, length, physical block] triples */
   readonly moreExtents = new Map<number, number[]>();

@@ -626,7 +626,6 @@ export class Ext4Writer {
           subdirs++;
           walk(c, dir);
         } else if (t.links[c]++ === 0) {
-          t.parent[c] = dir;
           live[c] = 1;
           liveCount++;
         }
@@ -746,19 +745,24 @@ export class Ext4Writer {
     total = Math.max(total, (groups - 1) * BLOCKS_PER_GROUP + 1);
     this.checkSize(total);
 
-    // inode tables, one group at a time (memory stays bounded by one group's table)
-    const table = Buffer.alloc(itb * BLOCK);
+    // inode tables, in pieces of at most WRITE_BUFFER bytes (a group's table of a big layer is
+    // megabytes: 7.3 MiB for 300k inodes in 10 groups); every slot is written, unused ones zero
+    const piece = Buffer.alloc(Math.min(itb * BLOCK, WRITE_BUFFER));
+    const pieceInodes = piece.length / INODE_SIZE;
     const scratch = Buffer.alloc(INODE_SIZE);
     let at = 0;
     for (let g = 0; g < groups; g++) {
-      table.fill(0);
-      const firstIno = g * ipg + 1;
-      for (; at < byIno.length && t.ino[byIno[at]!]! < firstIno + ipg; at++) {
-        const n = byIno[at]!;
-        this.encodeInode(n, scratch);
-        scratch.copy(table, (t.ino[n]! - firstIno) * INODE_SIZE);
+      for (let slot = 0; slot < ipg; slot += pieceInodes) {
+        const count = Math.min(pieceInodes, ipg - slot);
+        const firstIno = g * ipg + 1 + slot;
+        piece.fill(0);
+        for (; at < byIno.length && t.ino[byIno[at]!]! < firstIno + count; at++) {
+          const n = byIno[at]!;
+          this.encodeInode(n, scratch);
+          scratch.copy(piece, (t.ino[n]! - firstIno) * INODE_SIZE);
+        }
+        this.writeAt(piece.subarray(0, count * INODE_SIZE), (itStart + g * itb) * BLOCK + slot * INODE_SIZE);
       }
-      this.writeAt(table, (itStart + g * itb) * BLOCK);
     }
 
     // used blocks: block 0 + descriptors, file data of live inodes, all metadata, the tables
