@@ -95,6 +95,12 @@ export function tarPathParts(name: string): string[] {
   return parts;
 }
 
+/** Whether the 4 KiB block at `src[off]` is all zero (the first and last byte decide most blocks without a memcmp). */
+function isZeroBlock(src: Buffer, off: number): boolean {
+  if (src[off] !== 0 || src[off + BLOCK - 1] !== 0) return false;
+  return src.compare(ZERO_BLOCK, 0, BLOCK, off, off + BLOCK) === 0;
+}
+
 /** pwrite of all of `data` at `pos`, on the thread pool. */
 function writeFully(fd: number, data: Buffer, pos: number): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -245,15 +251,23 @@ export class Ext4Writer {
     return first;
   }
 
-  /** Appends the block at `src[off, off+4096)` (no allocation: the data path). */
-  private appendBlockFrom(src: Buffer, off: number): number {
-    const at = this.next;
-    this.checkSize(at + 1);
-    if (this.bufLen + BLOCK > this.buf.length) this.flush();
-    src.copy(this.buf, this.bufLen, off, off + BLOCK);
-    this.bufLen += BLOCK;
-    this.next++;
-    return at;
+  /**
+   * Appends the whole blocks `src[from, to)` (no allocation: the data path; one copy per
+   * stretch of the write buffer, not per block); returns the first block's number.
+   */
+  private appendBlocksFrom(src: Buffer, from: number, to: number): number {
+    const first = this.next;
+    const blocks = (to - from) / BLOCK;
+    this.checkSize(first + blocks);
+    for (let at = from; at < to; ) {
+      if (this.bufLen === this.buf.length) this.flush();
+      const take = Math.min(to - at, this.buf.length - this.bufLen);
+      src.copy(this.buf, this.bufLen, at, at + take);
+      this.bufLen += take;
+      this.next += take / BLOCK; // flush() writes the buffer as the blocks before this.next
+      at += take;
+    }
+    return first;
   }
 
   /**
@@ -516,12 +530,28 @@ export class Ext4Writer {
     }
   }
 
-  /** One data block of `n` at logical block `logical`: appended unless it is all zero (a hole). */
-  private addBlock(n: number, logical: number, src: Buffer, off: number): void {
-    if (src.compare(ZERO_BLOCK, 0, BLOCK, off, off + BLOCK) === 0) return;
-    const phys = this.appendBlockFrom(src, off);
-    this.nodes.addBlock(n, logical, phys);
-    this.nodes.dataBlocks[n]++;
+  /**
+   * The whole blocks `src[from, to)` of `n`, the first at logical block `logical`: runs of
+   * non-zero blocks appended, all-zero blocks left as holes. Returns the next logical block.
+   */
+  private addBlocks(n: number, logical: number, src: Buffer, from: number, to: number): number {
+    const t = this.nodes;
+    for (let off = from; off < to; ) {
+      if (isZeroBlock(src, off)) {
+        off += BLOCK;
+        logical++;
+        continue;
+      }
+      let end = off + BLOCK;
+      while (end < to && !isZeroBlock(src, end)) end += BLOCK;
+      const phys = this.appendBlocksFrom(src, off, end);
+      const blocks = (end - off) / BLOCK;
+      for (let i = 0; i < blocks; i++) t.addBlock(n, logical + i, phys + i);
+      t.dataBlocks[n] += blocks;
+      logical += blocks;
+      off = end;
+    }
+    return logical;
   }
 
   /** A regular file's whole body: non-zero blocks appended contiguously, zero blocks left as holes. */
@@ -569,10 +599,12 @@ export class Ext4Writer {
       partialLen += k;
       off = k;
       if (partialLen < BLOCK) return partialLen;
-      this.addBlock(n, logical++, partial, 0);
+      logical = this.addBlocks(n, logical, partial, 0, BLOCK);
       partialLen = 0;
     }
-    for (; off + BLOCK <= c.length; off += BLOCK) this.addBlock(n, logical++, c, off);
+    const whole = off + Math.floor((c.length - off) / BLOCK) * BLOCK;
+    this.addBlocks(n, logical, c, off, whole);
+    off = whole;
     return off < c.length ? c.copy(partial, 0, off) : 0;
   }
 
@@ -580,7 +612,7 @@ export class Ext4Writer {
   private endData(n: number, partialLen: number): void {
     if (partialLen === 0) return;
     this.partial.fill(0, partialLen);
-    this.addBlock(n, Math.floor(this.nodes.size[n]! / BLOCK), this.partial, 0);
+    this.addBlocks(n, Math.floor(this.nodes.size[n]! / BLOCK), this.partial, 0, BLOCK);
   }
 
   // ---- close: metadata, inode tables, bitmaps, descriptors, superblock --------------------------

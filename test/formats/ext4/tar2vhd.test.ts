@@ -48,6 +48,12 @@ function corpus(files: number): Ent[] {
   for (let i = 0; i < 40; i++) deep += `/level-${i}`;
   out.push(file(`${deep}/bottom.bin`, Buffer.alloc(70_000, 7))); // parents made on demand
   out.push(dir('deep/level-0', 0o711, { uid: 5, gid: 6 })); // a parent described after its child
+  // bigger than the writer's 1 MiB output buffer, starting part-way into it, with a hole: runs
+  // of blocks that cross a flush must land where the extents say
+  const big = Buffer.alloc(3 * 1024 * 1024 + 100);
+  for (let i = 0; i < big.length; i += 4) big.writeUInt32LE((i * 2654435761) >>> 0, Math.min(i, big.length - 4));
+  big.fill(0, 8192, 16384);
+  out.push(file('opt/big.bin', big));
   out.push(file('bin/busybox', Buffer.from(createHash('sha512').update('x').digest().toString('hex').repeat(3000)), { mode: 0o4755 }));
   out.push({ header: { name: 'bin/sh', type: 'link', linkname: 'bin/busybox', mtime: 0 } });
   out.push({ header: { name: 'bin/ls', type: 'symlink', linkname: 'busybox', mtime: t(1_500_000_000) } });
