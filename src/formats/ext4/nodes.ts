@@ -81,8 +81,6 @@ export class NodeTable {
   readonly mSec = this.column(Float64Array);
   readonly mNsec = this.column(Uint32Array);
   readonly size = this.column(Float64Array);
-  /** data blocks counted in i_blocks (file data, directory blocks, a long symlink's block) */
-  readonly dataBlocks = this.column(Float64Array);
   /** the first extent: logical block, length (0: the node has no extent), physical block */
   readonly firstLogical = this.column(Uint32Array);
   readonly firstLength = this.column(Uint16Array);
@@ -155,7 +153,6 @@ export class NodeTable {
     this.mSec[to] = this.mSec[from]!;
     this.mNsec[to] = this.mNsec[from]!;
     this.size[to] = this.size[from]!;
-    this.dataBlocks[to] = this.dataBlocks[from]!;
     this.firstLogical[to] = this.firstLogical[from]!;
     this.firstLength[to] = this.firstLength[from]!;
     this.firstPhysical[to] = this.firstPhysical[from]!;
@@ -187,6 +184,14 @@ export class NodeTable {
     } else if (this.firstLogical[id]! + len === logical && this.firstPhysical[id]! + len === physical && len < MAX_EXTENT_LEN) {
       this.firstLength[id] = len + 1;
     } else this.moreExtents.set(id, [logical, 1, physical]);
+  }
+
+  /** Blocks the extents map: the data blocks counted in i_blocks (file data, directory blocks, a long symlink's block). */
+  dataBlocks(id: number): number {
+    let blocks = this.firstLength[id]!;
+    const more = this.moreExtents.get(id);
+    if (more) for (let i = 1; i < more.length; i += 3) blocks += more[i]!;
+    return blocks;
   }
 
   extentCount(id: number): number {

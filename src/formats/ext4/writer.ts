@@ -547,7 +547,6 @@ export class Ext4Writer {
       const phys = this.appendBlocksFrom(src, off, end);
       const blocks = (end - off) / BLOCK;
       for (let i = 0; i < blocks; i++) t.addBlock(n, logical + i, phys + i);
-      t.dataBlocks[n] += blocks;
       logical += blocks;
       off = end;
     }
@@ -691,13 +690,11 @@ export class Ext4Writer {
       const first = this.append(blocks);
       const count = blocks.length / BLOCK;
       t.size[n] = blocks.length;
-      t.dataBlocks[n] = count;
       const x: number[] = [];
       for (let i = 0; i < count; i += MAX_EXTENT_LEN) x.push(i, Math.min(MAX_EXTENT_LEN, count - i), first + i);
       t.setExtents(n, x);
     } else if (kind === SYMLINK && t.size[n]! >= 60) {
       t.setExtents(n, [0, 1, this.append(Buffer.from(t.ext.get(n)!.target!, 'utf8'))]);
-      t.dataBlocks[n] = 1;
     }
     const ext = t.ext.get(n);
     if (!ext && t.firstLength[n] === 0) return; // no xattrs, no inline data, no extent tree: nothing to append
@@ -715,7 +712,6 @@ export class Ext4Writer {
           const b = Buffer.alloc(BLOCK);
           inline.copy(b);
           t.setExtents(n, [0, 1, this.append(b)]);
-          t.dataBlocks[n] = 1;
         }
       }
     }
@@ -977,7 +973,7 @@ export class Ext4Writer {
     writeTime(b, t.mSec[n]!, t.mNsec[n]!, 144, 148); // crtime = mtime, as tar2ext4
     b.writeUInt16LE(gid & 0xffff, 24);
     b.writeUInt16LE(links > 65000 ? 1 : links, 26);
-    const sectors = (t.dataBlocks[n]! + (ext?.extraBlocks ?? 0)) * (BLOCK / 512);
+    const sectors = (t.dataBlocks(n) + (ext?.extraBlocks ?? 0)) * (BLOCK / 512);
     b.writeUInt32LE(sectors % 2 ** 32, 28);
     b.writeUInt16LE(Math.floor(sectors / 2 ** 32), 116);
     const extents = usesExtents(t, n);

@@ -26,6 +26,7 @@ describe('NodeTable', () => {
     t.addBlock(n, 6, 201);
     assert.deepEqual(t.extents(n), [0, 2, 100, 3, 2, 102, 5, 2, 200]);
     assert.equal(t.extentCount(n), 3);
+    assert.equal(t.dataBlocks(n), 6);
   });
 
   test('an extent stops at the maximum length ext4 allows', () => {
@@ -33,6 +34,7 @@ describe('NodeTable', () => {
     const n = t.add('file', 0o644, 0, 0);
     for (let i = 0; i < MAX_EXTENT_LEN + 2; i++) t.addBlock(n, i, 5000 + i);
     assert.deepEqual(t.extents(n), [0, MAX_EXTENT_LEN, 5000, MAX_EXTENT_LEN, 2, 5000 + MAX_EXTENT_LEN]);
+    assert.equal(t.dataBlocks(n), MAX_EXTENT_LEN + 2);
   });
 
   test('setExtents replaces the extents, also by none', () => {
