@@ -11,15 +11,10 @@
  * are the same entry exactly when their on-disk bytes are the same.
  */
 import { invalidArgument } from '../../services/errdefs.js';
+import { Columns, ResizableArrayBuffer } from './columns.js';
 
 /** Longest name a directory entry holds (ext4 name_len is one byte). */
 export const MAX_NAME_BYTES = 255;
-
-interface ResizableArrayBuffer extends ArrayBuffer {
-  resize(byteLength: number): void;
-}
-// ES2024 resizable ArrayBuffer (the project's TypeScript lib is ES2023, as Node 20 lacks other ES2024 APIs)
-const ResizableArrayBuffer = ArrayBuffer as unknown as new (byteLength: number, options: { maxByteLength: number }) => ResizableArrayBuffer;
 
 const INITIAL_ENTRIES = 4096;
 /** Most entries: as many as the node table's most nodes (see nodes.ts), plus hard links to them. */
@@ -79,25 +74,23 @@ function hashName(dir: number, name: Uint8Array, len: number): number {
 export class DirectoryEntries {
   /** entries so far */
   count = 0;
-  private capacity = INITIAL_ENTRIES;
-  private readonly buffers: { buffer: ResizableArrayBuffer; bytes: number }[] = [];
-  private readonly dirOf = this.column(Uint32Array);
-  private readonly nodeOf = this.column(Uint32Array);
-  private readonly nameAt = this.column(Uint32Array);
-  private readonly nameLen = this.column(Uint8Array);
-  private readonly hashOf = this.column(Uint32Array);
+  private readonly rows = new Columns(INITIAL_ENTRIES, MAX_ENTRIES, 'directory entries');
+  private readonly dirOf = this.rows.add(Uint32Array);
+  private readonly nodeOf = this.rows.add(Uint32Array);
+  private readonly nameAt = this.rows.add(Uint32Array);
+  private readonly nameLen = this.rows.add(Uint8Array);
+  private readonly hashOf = this.rows.add(Uint32Array);
   /** the next entry of the same directory (a handle) */
-  private readonly nextOf = this.column(Uint32Array);
+  private readonly nextOf = this.rows.add(Uint32Array);
   /** UTF-8 names, back to back */
   private readonly arenaBuffer = new ResizableArrayBuffer(1 << 16, { maxByteLength: MAX_ARENA });
   /** the arena (length-tracking: a view made once stays valid as it grows) */
   readonly names = new Uint8Array(this.arenaBuffer);
   private arenaUsed = 0;
   /** each directory's first and last entry (handles), indexed by the directory's node id */
-  private readonly firstBuffer = new ResizableArrayBuffer(INITIAL_ENTRIES * 4, { maxByteLength: MAX_ENTRIES * 4 });
-  private readonly lastBuffer = new ResizableArrayBuffer(INITIAL_ENTRIES * 4, { maxByteLength: MAX_ENTRIES * 4 });
-  private readonly firstOf = new Uint32Array(this.firstBuffer);
-  private readonly lastOf = new Uint32Array(this.lastBuffer);
+  private readonly dirs = new Columns(INITIAL_ENTRIES, MAX_ENTRIES, 'directories');
+  private readonly firstOf = this.dirs.add(Uint32Array);
+  private readonly lastOf = this.dirs.add(Uint32Array);
   /** open addressing, linear probing: handles, 0 = empty; at most half full */
   private table = new Uint32Array(INITIAL_ENTRIES * 2);
   /** the name of the last find(), encoded, and its hash and directory (for add() right after) */
@@ -105,13 +98,6 @@ export class DirectoryEntries {
   private foundLen = 0;
   private foundHash = 0;
   private foundDir = -1;
-
-  private column<T extends Uint8Array | Uint32Array>(make: { new (buffer: ArrayBuffer): T; BYTES_PER_ELEMENT: number }): T {
-    const bytes = make.BYTES_PER_ELEMENT;
-    const buffer = new ResizableArrayBuffer(INITIAL_ENTRIES * bytes, { maxByteLength: MAX_ENTRIES * bytes });
-    this.buffers.push({ buffer, bytes });
-    return new make(buffer);
-  }
 
   /** The node `name` names in directory `dir`, or -1. */
   get(dir: number, name: string): number {
@@ -150,9 +136,9 @@ export class DirectoryEntries {
     const len = this.foundLen;
     const hash = this.foundHash;
     this.foundDir = -1;
-    if (this.count === this.capacity) this.grow();
+    this.rows.growTo(this.count);
     if (this.arenaUsed + len > this.names.length) this.growArena(len);
-    if (dir >= this.firstOf.length) this.growDirs(dir);
+    this.dirs.growTo(dir);
     const i = this.count++;
     this.names.set(this.scratch.subarray(0, len), this.arenaUsed);
     this.dirOf[i] = dir;
@@ -226,25 +212,9 @@ export class DirectoryEntries {
     for (let i = 0; i < this.count; i++) this.insert(i + 1, this.hashOf[i]!);
   }
 
-  private grow(): void {
-    if (this.capacity >= MAX_ENTRIES) throw invalidArgument(`more than ${MAX_ENTRIES} directory entries in one ext4 image`);
-    const cap = Math.min(MAX_ENTRIES, this.capacity * 2);
-    for (const { buffer, bytes } of this.buffers) buffer.resize(cap * bytes);
-    this.capacity = cap;
-  }
-
   private growArena(len: number): void {
     const want = Math.min(MAX_ARENA, Math.max(this.names.length * 2, this.arenaUsed + len));
     if (this.arenaUsed + len > want) throw invalidArgument(`more than ${MAX_ARENA} bytes of names in one ext4 image`);
     this.arenaBuffer.resize(want);
-  }
-
-  private growDirs(dir: number): void {
-    if (dir >= MAX_ENTRIES) throw invalidArgument(`directory node ${dir} is past the most nodes an image takes`);
-    let cap = this.firstOf.length;
-    while (cap <= dir) cap *= 2;
-    cap = Math.min(MAX_ENTRIES, cap);
-    this.firstBuffer.resize(cap * 4);
-    this.lastBuffer.resize(cap * 4);
   }
 }

@@ -6,17 +6,13 @@
  * collector has no per-node objects to trace or move. What only some inodes have (a symlink
  * target, device numbers, xattrs, inline data, access/change times that differ from the
  * modification time, what finishing computes for them) lives in a side map of records.
- *
- * The columns live in resizable ArrayBuffers (ES2024; Node 20's V8 has them), which grow in
- * place: no copy, and no old array left for the garbage collector to free while the new one
- * already takes memory (with copying growth the peak held both). Capacity is reserved as
- * address space only; pages become resident as nodes are written into them.
+ * The columns grow in place (columns.ts).
  *
  * Facts about the fields (ext4 inode layout) are in writer.ts, which encodes them.
  */
 import type { PlacedXattrs } from './xattr.js';
 import type { TarTime } from '../tar/types.js';
-import { invalidArgument } from '../../services/errdefs.js';
+import { Columns } from './columns.js';
 
 /** Node kinds, as stored in the `kind` column. */
 export const KIND = { file: 0, dir: 1, symlink: 2, char: 3, block: 4, fifo: 5 } as const;
@@ -55,48 +51,38 @@ const INITIAL_CAPACITY = 4096;
  */
 export const MAX_NODES = 2 ** 24;
 
-interface ResizableArrayBuffer extends ArrayBuffer {
-  resize(byteLength: number): void;
-}
-// ES2024 resizable ArrayBuffer (the project's TypeScript lib is ES2023, as Node 20 lacks other ES2024 APIs)
-const ResizableArrayBuffer = ArrayBuffer as unknown as new (byteLength: number, options: { maxByteLength: number }) => ResizableArrayBuffer;
-
-type Column = Uint8Array | Uint16Array | Uint32Array | Float64Array;
-
 export class NodeTable {
   /** nodes created so far (ids 0 … count-1) */
   count = 0;
   /** `maxNodes`: the most nodes this table takes (MAX_NODES; lower only in tests) */
   constructor(private readonly maxNodes = MAX_NODES) {}
 
-  private capacity = INITIAL_CAPACITY;
-  /** the columns' buffers, with the bytes each node takes in them */
-  private readonly buffers: { buffer: ResizableArrayBuffer; bytes: number }[] = [];
-  readonly kind = this.column(Uint8Array);
+  private readonly columns = new Columns(INITIAL_CAPACITY, MAX_NODES, 'inodes');
+  readonly kind = this.columns.add(Uint8Array);
   /** permission bits (mode & 07777) */
-  readonly perm = this.column(Uint16Array);
+  readonly perm = this.columns.add(Uint16Array);
   /** owner ids, modulo 2^32 as ext4 stores them */
-  readonly uid = this.column(Uint32Array);
-  readonly gid = this.column(Uint32Array);
-  readonly mSec = this.column(Float64Array);
-  readonly mNsec = this.column(Uint32Array);
-  readonly size = this.column(Float64Array);
+  readonly uid = this.columns.add(Uint32Array);
+  readonly gid = this.columns.add(Uint32Array);
+  readonly mSec = this.columns.add(Float64Array);
+  readonly mNsec = this.columns.add(Uint32Array);
+  readonly size = this.columns.add(Float64Array);
   /** the first extent: logical block, length (0: the node has no extent), physical block */
-  readonly firstLogical = this.column(Uint32Array);
-  readonly firstLength = this.column(Uint16Array);
-  readonly firstPhysical = this.column(Uint32Array);
+  readonly firstLogical = this.columns.add(Uint32Array);
+  readonly firstLength = this.columns.add(Uint16Array);
+  readonly firstPhysical = this.columns.add(Uint32Array);
   // set while finishing
-  readonly ino = this.column(Uint32Array);
-  readonly links = this.column(Uint32Array);
+  readonly ino = this.columns.add(Uint32Array);
+  readonly links = this.columns.add(Uint32Array);
   /** a directory's parent directory (directories only) */
-  readonly parent = this.column(Uint32Array);
+  readonly parent = this.columns.add(Uint32Array);
   /** extents after the first, as flat [logical block, length, physical block] triples */
   readonly moreExtents = new Map<number, number[]>();
   readonly ext = new Map<number, NodeExt>();
 
   /** A new node; `atime`/`ctime` are kept only when they differ from `mtime`. */
   add(kind: Kind, perm: number, uid: number, gid: number, atime?: TarTime, mtime?: TarTime, ctime?: TarTime): number {
-    if (this.count === this.capacity) this.grow();
+    if (this.count === this.columns.rows) this.columns.growTo(this.count, this.maxNodes);
     const id = this.count++;
     const mSec = mtime ? Number(mtime.sec) : 0;
     const mNsec = mtime ? mtime.nsec : 0;
@@ -117,21 +103,6 @@ export class NodeTable {
       x.cNsec = ctime.nsec;
     }
     return id;
-  }
-
-  /** A length-tracking typed array over a new resizable buffer. */
-  private column<T extends Column>(make: { new (buffer: ArrayBuffer): T; BYTES_PER_ELEMENT: number }): T {
-    const bytes = make.BYTES_PER_ELEMENT;
-    const buffer = new ResizableArrayBuffer(INITIAL_CAPACITY * bytes, { maxByteLength: MAX_NODES * bytes });
-    this.buffers.push({ buffer, bytes });
-    return new make(buffer);
-  }
-
-  private grow(): void {
-    if (this.capacity >= this.maxNodes) throw invalidArgument(`more than ${this.maxNodes} inodes in one ext4 image`);
-    const cap = Math.min(this.maxNodes, this.capacity * 2);
-    for (const { buffer, bytes } of this.buffers) buffer.resize(cap * bytes);
-    this.capacity = cap;
   }
 
   /** The node's side record, made on first use. */
