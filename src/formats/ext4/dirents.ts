@@ -119,10 +119,11 @@ export class DirectoryEntries {
   find(dir: number, name: string): number {
     const len = this.encode(name);
     const hash = hashName(dir, this.scratch, len);
+    const e = this.probe(dir, len, hash);
     this.foundLen = len;
     this.foundHash = hash;
-    this.foundDir = dir;
-    return this.probe(dir, len, hash);
+    this.foundDir = e === 0 ? dir : -1; // add() only a name that is not there
+    return e;
   }
 
   /** Makes entry `entry` name `node`. */
@@ -132,7 +133,7 @@ export class DirectoryEntries {
 
   /** Adds the name the last find() looked for (and did not find) in `dir`, last, naming `node`. */
   add(dir: number, node: number): void {
-    if (dir !== this.foundDir) throw new Error(`DirectoryEntries.add(${dir}) does not follow a find() in that directory`);
+    if (dir !== this.foundDir) throw new Error(`DirectoryEntries.add(${dir}) does not follow a find() that found nothing in that directory`);
     const len = this.foundLen;
     const hash = this.foundHash;
     this.foundDir = -1;

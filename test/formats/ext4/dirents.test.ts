@@ -71,4 +71,16 @@ describe('DirectoryEntries', () => {
     assert.throws(() => d.set(0, 'é'.repeat(128), 2), (e: Error) => kindOf(e) === 'InvalidArgument');
     assert.throws(() => d.get(0, 'x'.repeat(MAX_NAME_BYTES + 1)), (e: Error) => kindOf(e) === 'InvalidArgument');
   });
+
+  test('add() takes only the name the last find() did not find, in that directory', () => {
+    const d = new DirectoryEntries();
+    assert.throws(() => d.add(0, 1), /does not follow/);
+    assert.equal(d.find(0, 'x'), 0);
+    assert.throws(() => d.add(1, 1), /does not follow/, 'another directory');
+    d.add(0, 7);
+    assert.throws(() => d.add(0, 8), /does not follow/, 'added already');
+    assert.notEqual(d.find(0, 'x'), 0);
+    assert.throws(() => d.add(0, 9), /does not follow/, 'found: adding would duplicate it');
+    assert.deepEqual(listed(d, 0), [['x', 7]]);
+  });
 });
