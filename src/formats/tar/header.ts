@@ -61,10 +61,15 @@ export interface HeaderContext {
   offset: number;
 }
 
-/** Bytes of a NUL-terminated (or full-width) string field. */
+const EMPTY = Buffer.alloc(0);
+
+/** Bytes of a NUL-terminated (or full-width) string field (a shared empty buffer when it is empty). */
 export function fieldBytes(block: Buffer, off: number, len: number): Buffer {
-  const end = block.indexOf(0, off);
-  return block.subarray(off, end < 0 || end > off + len ? off + len : end);
+  // a scan in JavaScript: fields are short, and indexOf() would cross into C++ for each
+  let end = off;
+  const limit = off + len;
+  while (end < limit && block[end] !== 0) end++;
+  return end === off ? EMPTY : block.subarray(off, end);
 }
 
 function safeName(block: Buffer): string {
@@ -211,8 +216,8 @@ export function decodeHeader(block: Buffer, ctx: HeaderContext, maxEntrySize: nu
     gid: smallNumeric(block, 'gid', ctx, Number.MAX_SAFE_INTEGER),
     size: Number(size),
     mtime,
-    uname: hasUstarFields ? fieldBytes(block, ...F.uname) : Buffer.alloc(0),
-    gname: hasUstarFields ? fieldBytes(block, ...F.gname) : Buffer.alloc(0),
+    uname: hasUstarFields ? fieldBytes(block, ...F.uname) : EMPTY,
+    gname: hasUstarFields ? fieldBytes(block, ...F.gname) : EMPTY,
     devmajor: hasUstarFields ? smallNumeric(block, 'devmajor', ctx, 0xffffffff) : 0,
     devminor: hasUstarFields ? smallNumeric(block, 'devminor', ctx, 0xffffffff) : 0,
     magic,

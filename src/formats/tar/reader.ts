@@ -123,6 +123,37 @@ function lookup(local: PaxRecord[], global: readonly PaxRecord[], key: string): 
   return undefined;
 }
 
+/**
+ * The last few short byte strings decoded and their text (user and group names): entries of
+ * a layer mostly share them, and comparing a few bytes costs less than decoding them.
+ */
+class NameCache {
+  private readonly keys: Buffer[] = [];
+  private readonly values: string[] = [];
+  private next = 0;
+
+  get(bytes: Buffer): string | undefined {
+    for (let k = 0; k < this.keys.length; k++) {
+      const key = this.keys[k]!;
+      if (key.length !== bytes.length) continue;
+      let i = 0;
+      while (i < bytes.length && key[i] === bytes[i]) i++;
+      if (i === bytes.length) return this.values[k];
+    }
+    return undefined;
+  }
+
+  /** Remembers `text` for `bytes` (copied: they may be a view of an input chunk); returns `text`. */
+  put(bytes: Buffer, text: string): string {
+    if (bytes.length > 64) return text;
+    const k = this.next;
+    this.next = (k + 1) % 4;
+    this.keys[k] = Buffer.from(bytes);
+    this.values[k] = text;
+    return text;
+  }
+}
+
 export class TarReader implements AsyncIterable<TarEntry> {
   private readonly src: ByteSource;
   private readonly opts: typeof DEFAULTS;
@@ -135,6 +166,8 @@ export class TarReader implements AsyncIterable<TarEntry> {
   private count = 0;
   private failure: unknown;
   private endInfo: TarEndInfo | undefined;
+  /** the last user and group names decoded (a layer's entries mostly share one or two) */
+  private readonly owners = new NameCache();
 
   constructor(source: ByteSourceInput, options: TarReadOptions = {}) {
     this.src = new ByteSource(source);
@@ -245,6 +278,27 @@ export class TarReader implements AsyncIterable<TarEntry> {
     }
   }
 
+  /** PAX number `key` (local records, then global ones), or `fallback` when there is none. */
+  private paxNumber(local: PaxRecord[], key: string, fallback: number, max: number, entry: string, at: number): number {
+    const v = lookup(local, this.globals, key);
+    if (v === undefined) return fallback;
+    const s = v.toString('latin1');
+    if (!/^[0-9]{1,16}$/.test(s)) {
+      this.fail(`entry "${entry}" at offset ${at}: PAX ${key} value ${JSON.stringify(s.slice(0, 40))} is not a valid number`, at, entry);
+    }
+    if (Number(s) > max) this.fail(`entry "${entry}" at offset ${at}: PAX ${key} value ${s} is too large (limit ${max})`, at, entry);
+    return Number(s);
+  }
+
+  /** PAX time `key` (local records, then global ones), or undefined. */
+  private paxTime(local: PaxRecord[], key: string, entry: string, at: number): TarTime | undefined {
+    const v = lookup(local, this.globals, key);
+    if (v === undefined) return undefined;
+    const t = parsePaxTime(v.toString('latin1'));
+    if (!t) this.fail(`entry "${entry}" at offset ${at}: PAX ${key} value ${JSON.stringify(v.toString('latin1'))} is not a valid time`, at, entry);
+    return t;
+  }
+
   private decodeText(bytes: Buffer, what: string, offset: number, entry?: string): string {
     if (bytes.length === 0) return '';
     if (this.opts.invalidUtf8 === 'replace' || isUtf8(bytes)) return bytes.toString('utf8');
@@ -345,37 +399,26 @@ export class TarReader implements AsyncIterable<TarEntry> {
   ): TarEntry {
     const o = this.opts;
     const g = this.globals;
+    // no PAX records (most entries of most layers): every value is the header block's
+    const plain = local.length === 0 && g.length === 0;
     const nameBytes = lookup(local, g, 'path') ?? longName ?? raw.name;
     const name = this.decodeText(nameBytes, 'entry name', at);
     const entry = name;
     const linkBytes = lookup(local, g, 'linkpath') ?? longLink ?? raw.linkname;
     const linkname = this.decodeText(linkBytes, 'link name', at, entry);
 
-    for (const recs of [local, g]) {
-      for (const r of recs) {
-        if (r.key.startsWith('GNU.sparse.')) {
-          throw notImplemented(`tar: GNU sparse entry "${entry}" at offset ${at} is not supported`, { entry, offset: at });
+    if (!plain) {
+      for (const recs of [local, g]) {
+        for (const r of recs) {
+          if (r.key.startsWith('GNU.sparse.')) {
+            throw notImplemented(`tar: GNU sparse entry "${entry}" at offset ${at} is not supported`, { entry, offset: at });
+          }
         }
       }
     }
 
-    const num = (key: string, fallback: number, max: number): number => {
-      const v = lookup(local, g, key);
-      if (v === undefined) return fallback;
-      const s = v.toString('latin1');
-      if (!/^[0-9]{1,16}$/.test(s)) {
-        this.fail(`entry "${entry}" at offset ${at}: PAX ${key} value ${JSON.stringify(s.slice(0, 40))} is not a valid number`, at, entry);
-      }
-      if (Number(s) > max) this.fail(`entry "${entry}" at offset ${at}: PAX ${key} value ${s} is too large (limit ${max})`, at, entry);
-      return Number(s);
-    };
-    const time = (key: string): TarTime | undefined => {
-      const v = lookup(local, g, key);
-      if (v === undefined) return undefined;
-      const t = parsePaxTime(v.toString('latin1'));
-      if (!t) this.fail(`entry "${entry}" at offset ${at}: PAX ${key} value ${JSON.stringify(v.toString('latin1'))} is not a valid time`, at, entry);
-      return t;
-    };
+    const num = (key: string, fallback: number, max: number): number => (plain ? fallback : this.paxNumber(local, key, fallback, max, entry, at));
+    const time = (key: string): TarTime | undefined => (plain ? undefined : this.paxTime(local, key, entry, at));
 
     const size = num('size', raw.size, o.maxEntrySize);
     const type = typeOf(raw.typeflag, nameBytes);
@@ -397,8 +440,8 @@ export class TarReader implements AsyncIterable<TarEntry> {
       gid: num('gid', raw.gid, Number.MAX_SAFE_INTEGER),
       size,
       mtime: time('mtime') ?? { sec: raw.mtime, nsec: 0 },
-      uname: this.decodeText(unameBytes, 'user name', at, entry),
-      gname: this.decodeText(gnameBytes, 'group name', at, entry),
+      uname: this.owners.get(unameBytes) ?? this.owners.put(unameBytes, this.decodeText(unameBytes, 'user name', at, entry)),
+      gname: this.owners.get(gnameBytes) ?? this.owners.put(gnameBytes, this.decodeText(gnameBytes, 'group name', at, entry)),
       devmajor: raw.devmajor,
       devminor: raw.devminor,
       pax: local,
