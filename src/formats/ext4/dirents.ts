@@ -56,14 +56,21 @@ function encodeName(s: string, out: Uint8Array): number {
   return n > MAX_NAME_BYTES ? -1 : n;
 }
 
+const FNV_PRIME = 0x01000193;
+
+/** FNV-1a over the directory number's four bytes (the start of an entry's hash). */
+function hashDir(dir: number): number {
+  let h = 0x811c9dc5;
+  h = Math.imul(h ^ (dir & 0xff), FNV_PRIME);
+  h = Math.imul(h ^ ((dir >>> 8) & 0xff), FNV_PRIME);
+  h = Math.imul(h ^ ((dir >>> 16) & 0xff), FNV_PRIME);
+  return Math.imul(h ^ (dir >>> 24), FNV_PRIME);
+}
+
 /** FNV-1a over the directory number and the name bytes. */
 function hashName(dir: number, name: Uint8Array, len: number): number {
-  let h = 0x811c9dc5;
-  h = Math.imul(h ^ (dir & 0xff), 0x01000193);
-  h = Math.imul(h ^ ((dir >>> 8) & 0xff), 0x01000193);
-  h = Math.imul(h ^ ((dir >>> 16) & 0xff), 0x01000193);
-  h = Math.imul(h ^ (dir >>> 24), 0x01000193);
-  for (let i = 0; i < len; i++) h = Math.imul(h ^ name[i]!, 0x01000193);
+  let h = hashDir(dir);
+  for (let i = 0; i < len; i++) h = Math.imul(h ^ name[i]!, FNV_PRIME);
   return h >>> 0;
 }
 
@@ -117,8 +124,22 @@ export class DirectoryEntries {
    * who found nothing can add() it without encoding and hashing it again.
    */
   find(dir: number, name: string): number {
-    const len = this.encode(name);
-    const hash = hashName(dir, this.scratch, len);
+    // ASCII names (most) are copied and hashed in one pass; others go through encodeName
+    const out = this.scratch;
+    let len = name.length;
+    let h = hashDir(dir);
+    let ascii = len <= MAX_NAME_BYTES;
+    for (let i = 0; ascii && i < len; i++) {
+      const c = name.charCodeAt(i);
+      if (c >= 0x80) ascii = false;
+      out[i] = c;
+      h = Math.imul(h ^ c, FNV_PRIME);
+    }
+    if (!ascii) {
+      len = this.encode(name);
+      h = hashName(dir, out, len);
+    }
+    const hash = h >>> 0;
     const e = this.probe(dir, len, hash);
     this.foundLen = len;
     this.foundHash = hash;
@@ -137,11 +158,13 @@ export class DirectoryEntries {
     const len = this.foundLen;
     const hash = this.foundHash;
     this.foundDir = -1;
-    this.rows.growTo(this.count);
+    if (this.count >= this.rows.rows) this.rows.growTo(this.count);
     if (this.arenaUsed + len > this.names.length) this.growArena(len);
-    this.dirs.growTo(dir);
+    if (dir >= this.dirs.rows) this.dirs.growTo(dir);
     const i = this.count++;
-    this.names.set(this.scratch.subarray(0, len), this.arenaUsed);
+    const names = this.names;
+    const scratch = this.scratch;
+    for (let k = 0, at = this.arenaUsed; k < len; k++) names[at + k] = scratch[k]!;
     this.dirOf[i] = dir;
     this.nodeOf[i] = node;
     this.nameAt[i] = this.arenaUsed;
