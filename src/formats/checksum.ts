@@ -5,12 +5,8 @@
  * (hyperfine, Node 20), and `winsnap vhdx` commands run once per disk in pipelines.
  */
 import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
 
-const requireCjs = createRequire(import.meta.url);
-const crc = requireCjs('@node-rs/crc32') as typeof import('@node-rs/crc32');
-/** The file URL @node-rs/crc32 was loaded from (for a worker thread that imports it). */
-export const CRC32_MODULE = pathToFileURL(requireCjs.resolve('@node-rs/crc32')).href;
+const crc = createRequire(import.meta.url)('@node-rs/crc32') as typeof import('@node-rs/crc32');
 
 export const crc32c: (input: string | Uint8Array, initialState?: number) => number = crc.crc32c;
 export const crc32: (input: string | Uint8Array, initialState?: number) => number = crc.crc32;
@@ -39,11 +35,6 @@ export class StreamFingerprint {
 
   /** `<bytes>:<crc32 hex>:<crc32c hex>` */
   toString(): string {
-    return StreamFingerprint.format(this.n, this.a, this.b);
-  }
-
-  /** The text of the fingerprint of `bytes` bytes with these CRCs (as toString() gives it). */
-  static format(bytes: number, crc32: number, crc32c: number): string {
-    return `${bytes}:${(crc32 >>> 0).toString(16).padStart(8, '0')}:${(crc32c >>> 0).toString(16).padStart(8, '0')}`;
+    return `${this.n}:${(this.a >>> 0).toString(16).padStart(8, '0')}:${(this.b >>> 0).toString(16).padStart(8, '0')}`;
   }
 }

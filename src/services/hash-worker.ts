@@ -4,19 +4,16 @@
  * of CPU, a dm-verity level 0 over its image ~150 ms). The worker reads the bytes itself from
  * the file (page cache), so nothing is copied between threads:
  *
- * - `digestFile` / `hashFile`: the digest of a whole file (a layer tar read from disk), and
- *   with `hashFile` also its CRC fingerprint (formats/checksum.ts StreamFingerprint), in one read;
+ * - `digestFile`: the digest of a whole file (a layer tar read from disk);
  * - `verityLevel0`: dm-verity level-0 hashes, sha256(salt ‖ block), of the 4 KiB blocks
  *   [from, to) of a file another thread is still writing; callers ask only for blocks that
  *   are already written.
  *
  * Jobs run in the order they were asked for. The worker's code is a self-contained script
- * (node:fs, node:crypto, and @node-rs/crc32 by the path the caller resolved), so it runs the
- * same from the sources and from the bundle.
+ * (node:fs, node:crypto only), so it runs the same from the sources and from the bundle.
  */
 import { Worker } from 'node:worker_threads';
 import { unavailable } from './errdefs.js';
-import { CRC32_MODULE, StreamFingerprint } from '../formats/checksum.js';
 
 // Modules come in through import(), which works whether the worker evaluates the script as
 // CommonJS or (when the host process was started with --input-type=module, a flag workers
@@ -27,27 +24,16 @@ const { parentPort } = await import('node:worker_threads');
 const { openSync, readSync, closeSync } = await import('node:fs');
 const { createHash } = await import('node:crypto');
 const BUF = Buffer.allocUnsafe(1 << 20);
-let crc;
-async function hashFile(path, algorithm, crcModule) {
-  const h = algorithm ? createHash(algorithm) : undefined;
-  if (crcModule) crc ??= await import(crcModule);
+function digestFile(path, algorithm) {
+  const h = createHash(algorithm);
   const fd = openSync(path, 'r');
   let bytes = 0;
-  let a = 0;
-  let b = 0;
   try {
-    for (let n; (n = readSync(fd, BUF, 0, BUF.length, null)) > 0; bytes += n) {
-      const chunk = BUF.subarray(0, n);
-      h?.update(chunk);
-      if (crcModule) {
-        a = crc.crc32(chunk, a);
-        b = crc.crc32c(chunk, b);
-      }
-    }
+    for (let n; (n = readSync(fd, BUF, 0, BUF.length, null)) > 0; bytes += n) h.update(BUF.subarray(0, n));
   } finally {
     closeSync(fd);
   }
-  return { bytes, ...(h ? { digest: algorithm + ':' + h.digest('hex') } : {}), ...(crcModule ? { crc32: a, crc32c: b } : {}) };
+  return { digest: algorithm + ':' + h.digest('hex'), bytes };
 }
 function verityLevel0(path, from, to, salt) {
   const out = Buffer.alloc((to - from) * 32);
@@ -66,9 +52,9 @@ function verityLevel0(path, from, to, salt) {
   }
   return out;
 }
-parentPort.on('message', async (m) => {
+parentPort.on('message', (m) => {
   try {
-    const result = m.op === 'file' ? await hashFile(m.path, m.algorithm, m.crcModule) : verityLevel0(m.path, m.from, m.to, Buffer.from(m.salt));
+    const result = m.op === 'digest' ? digestFile(m.path, m.algorithm) : verityLevel0(m.path, m.from, m.to, Buffer.from(m.salt));
     parentPort.postMessage({ id: m.id, result });
   } catch (e) {
     parentPort.postMessage({ id: m.id, error: String(e && e.message || e) });
@@ -115,27 +101,8 @@ export class HashWorker {
   }
 
   /** `<algorithm>:<hex>` of the whole file, and its length. */
-  async digestFile(path: string, algorithm = 'sha256'): Promise<{ digest: string; bytes: number }> {
-    const r = await this.hashFile(path, { algorithm });
-    return { digest: r.digest!, bytes: r.bytes };
-  }
-
-  /**
-   * One read of the whole file: its length, `<algorithm>:<hex>` digest when `algorithm` is
-   * given, and its StreamFingerprint (as `String(fingerprint)`) when `fingerprint` is set.
-   */
-  async hashFile(path: string, opts: { algorithm?: string; fingerprint?: boolean }): Promise<{ bytes: number; digest?: string; fingerprint?: string }> {
-    const r = await this.ask<{ bytes: number; digest?: string; crc32?: number; crc32c?: number }>({
-      op: 'file',
-      path,
-      algorithm: opts.algorithm,
-      crcModule: opts.fingerprint ? CRC32_MODULE : undefined,
-    });
-    return {
-      bytes: r.bytes,
-      ...(r.digest !== undefined ? { digest: r.digest } : {}),
-      ...(r.crc32 !== undefined ? { fingerprint: StreamFingerprint.format(r.bytes, r.crc32, r.crc32c!) } : {}),
-    };
+  digestFile(path: string, algorithm = 'sha256'): Promise<{ digest: string; bytes: number }> {
+    return this.ask({ op: 'digest', path, algorithm });
   }
 
   /** sha256(salt ‖ block) for the 4 KiB blocks [from, to) of `path` (blocks past its end are zero), 32 bytes each. */

@@ -12,7 +12,6 @@ import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { HashWorker } from '../../src/services/hash-worker.js';
 import { kindOf } from '../../src/services/errdefs.js';
-import { StreamFingerprint } from '../../src/formats/checksum.js';
 
 describe('HashWorker', () => {
   let dir = '';
@@ -36,19 +35,6 @@ describe('HashWorker', () => {
     assert.equal(r.digest, `sha256:${createHash('sha256').update(data).digest('hex')}`);
     assert.equal(r.bytes, data.length);
     assert.equal((await w.digestFile(file, 'sha512')).digest, `sha512:${createHash('sha512').update(data).digest('hex')}`);
-  });
-
-  test('hashFile gives the length, the digest and the fingerprint a StreamFingerprint computes, in one read', async () => {
-    const want = new StreamFingerprint();
-    want.update(data.subarray(0, 12345));
-    want.update(data.subarray(12345));
-    assert.deepEqual(await w.hashFile(file, { algorithm: 'sha256', fingerprint: true }), {
-      bytes: data.length,
-      digest: `sha256:${createHash('sha256').update(data).digest('hex')}`,
-      fingerprint: String(want),
-    });
-    assert.deepEqual(await w.hashFile(file, { fingerprint: true }), { bytes: data.length, fingerprint: String(want) });
-    assert.deepEqual(await w.hashFile(file, {}), { bytes: data.length });
   });
 
   test('verityLevel0 hashes salt ‖ block for each block of a range; past the end the block is zeros', async () => {

@@ -86,18 +86,14 @@ export async function tar2vhd(tar: Readable | AsyncIterable<Buffer>, out: string
   const hashTar = opts.digest !== false && !opts.tarDigest;
   const worker = parallel && (opts.verity || (opts.tarFile && hashTar)) ? new HashWorker() : undefined;
   try {
-    // with a worker and the tar as a file, the worker reads the file for the digest and the
-    // fingerprint (~35 ms of CRC for 170 MB off this thread); otherwise they are computed here
-    const fileHash = worker && opts.tarFile ? later(worker.hashFile(opts.tarFile, { ...(hashTar ? { algorithm: 'sha256' } : {}), fingerprint: true })) : undefined;
-    const hash = hashTar && !fileHash ? createHash('sha256') : undefined;
+    const fileDigest = worker && opts.tarFile && hashTar ? later(worker.digestFile(opts.tarFile)) : undefined;
+    const hash = hashTar && !fileDigest ? createHash('sha256') : undefined;
     // seeds the ext4 UUID and the VHD unique ID: the same for the same tar bytes, whichever
     // way the digest is (or is not) computed
-    const fingerprint = fileHash ? undefined : new StreamFingerprint();
-    let tarSize = 0;
+    const fingerprint = new StreamFingerprint();
     async function* counted(): AsyncGenerator<Buffer> {
       for await (const c of tar as AsyncIterable<Buffer>) {
-        tarSize += c.length;
-        fingerprint?.update(c);
+        fingerprint.update(c);
         hash?.update(c);
         yield c;
       }
@@ -117,8 +113,7 @@ export async function tar2vhd(tar: Readable | AsyncIterable<Buffer>, out: string
     }
     let ext4;
     let digest: string | undefined;
-    let seedText = '';
-    const seed = (): string => `tar:${seedText}`;
+    const seed = (): string => `tar:${fingerprint}`;
     try {
       // entries whose bytes are already buffered are read and added without awaiting (most of
       // a layer: one promise chain per entry cost ~2 µs); the rest take the asynchronous path
@@ -128,21 +123,20 @@ export async function tar2vhd(tar: Readable | AsyncIterable<Buffer>, out: string
         if (!w.tryAdd(e)) await w.add(e);
       }
       await reader.drain();
-      if (fileHash) {
-        const d = await fileHash;
-        if (d.bytes !== tarSize) throw failedPrecondition(`${opts.tarFile} changed while it was converted (${d.bytes} bytes hashed, ${tarSize} read)`, { path: opts.tarFile });
-        seedText = d.fingerprint!;
-        if (hashTar) digest = d.digest;
-      } else seedText = String(fingerprint);
+      const tarSize = fingerprint.bytes;
       if (opts.tarDigest) digest = opts.tarDigest();
-      else if (hash) digest = `sha256:${hash.digest('hex')}`;
+      else if (fileDigest) {
+        const d = await fileDigest;
+        if (d.bytes !== tarSize) throw failedPrecondition(`${opts.tarFile} changed while it was converted (${d.bytes} bytes hashed, ${tarSize} read)`, { path: opts.tarFile });
+        digest = d.digest;
+      } else if (hash) digest = `sha256:${hash.digest('hex')}`;
       ext4 = await w.close(seed());
     } catch (err) {
       await w.abort();
       await reader.close().catch(() => undefined);
       throw err;
     }
-    const result: Tar2VhdResult = { size: ext4.size, ext4Size: ext4.size, ...(digest ? { digest } : {}), tarSize };
+    const result: Tar2VhdResult = { size: ext4.size, ext4Size: ext4.size, ...(digest ? { digest } : {}), tarSize: fingerprint.bytes };
     if (opts.verity) {
       let tree: VerityTree;
       if (worker) {
