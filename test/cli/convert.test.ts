@@ -48,6 +48,25 @@ describe('winsnap convert', () => {
     }
   });
 
+  test('tar2vhd runs in a process limited to 2 GB of address space (ulimit -v), with the same bytes as without', async () => {
+    // the writer's tables reserve address space to grow into; under RLIMIT_AS they must not take
+    // what V8 needs (a first version reserved ~6 GB and failed to allocate)
+    const dir = mkdtempSync(join(tmpdir(), 'winsnap-convert-'));
+    try {
+      const tar = join(dir, 'l.tar');
+      writeFileSync(tar, await sampleTar());
+      const free = join(dir, 'free.vhd');
+      const limited = join(dir, 'limited.vhd');
+      const r1 = spawnSync(BIN, ['convert', 'tar2vhd', '-i', tar, '-o', free, '--verity']);
+      assert.equal(r1.status, 0, r1.stderr.toString());
+      const r2 = spawnSync('bash', ['-c', 'ulimit -v 2000000 && exec "$0" "$@"', BIN, 'convert', 'tar2vhd', '-i', tar, '-o', limited, '--verity']);
+      assert.equal(r2.status, 0, r2.stderr.toString());
+      assert.ok(readFileSync(limited).equals(readFileSync(free)));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('errors: missing input, too small --max-size, a bad size — one line, non-zero exit', () => {
     const dir = mkdtempSync(join(tmpdir(), 'winsnap-convert-'));
     try {

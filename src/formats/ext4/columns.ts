@@ -1,47 +1,103 @@
 /**
  * Growable columns for the ext4 writer's tables (nodes.ts, dirents.ts): one typed array per
  * field, all with the same number of rows. Each is a length-tracking view of an ES2024
- * resizable ArrayBuffer (Node 20's V8 has them), so growing is in place: no copy, and no old
- * array waiting for the garbage collector while the new one already takes memory. The most
- * rows are reserved as address space only; pages become resident as rows are written.
+ * resizable ArrayBuffer (Node 20's V8 has them), which grows in place up to the address space
+ * reserved for it: no copy, and no old array waiting for the garbage collector while the new
+ * one already takes memory. Reserved space is not resident memory; pages become resident as
+ * rows are written. The reservation starts modest (RESERVED_ROWS), so a process with an
+ * address-space limit (RLIMIT_AS, `ulimit -v`) keeps room for V8's own heap; a table that
+ * outgrows it moves once to a reservation four times larger (copying its rows), and its owner
+ * re-reads the arrays (`growTo` says when).
  */
 import { invalidArgument } from '../../services/errdefs.js';
 
 export interface ResizableArrayBuffer extends ArrayBuffer {
+  readonly maxByteLength: number;
   resize(byteLength: number): void;
 }
 /** `new ArrayBuffer(n, { maxByteLength })` (the project's TypeScript lib is ES2023: Node 20 lacks other ES2024 APIs) */
 export const ResizableArrayBuffer = ArrayBuffer as unknown as new (byteLength: number, options: { maxByteLength: number }) => ResizableArrayBuffer;
 
-export type Column = Uint8Array | Uint16Array | Uint32Array | Float64Array;
+export type Column = Uint8Array<ArrayBuffer> | Uint16Array<ArrayBuffer> | Uint32Array<ArrayBuffer> | Float64Array<ArrayBuffer>;
+
+/**
+ * A resizable buffer of `byteLength` bytes that may grow to `maxByteLength`, or to as much
+ * as the process may reserve, halving down to `byteLength` (a RangeError below that).
+ */
+export function reserveBuffer(byteLength: number, maxByteLength: number): ResizableArrayBuffer {
+  for (let max = maxByteLength; ; max = Math.max(byteLength, Math.floor(max / 2))) {
+    try {
+      return new ResizableArrayBuffer(byteLength, { maxByteLength: max });
+    } catch (err) {
+      if (!(err instanceof RangeError) || max <= byteLength) throw err;
+    }
+  }
+}
+
+/** Rows reserved at first: 2^20 (a 53-byte inode row: 53 MiB of address space). */
+export const RESERVED_ROWS = 2 ** 20;
+
+type Make = { new (buffer: ArrayBuffer): Column; BYTES_PER_ELEMENT: number };
 
 export class Columns {
-  private readonly buffers: { buffer: ResizableArrayBuffer; bytes: number }[] = [];
+  private readonly cols: { make: Make; array: Column }[] = [];
+  /** rows the current buffers may grow to in place */
+  private reserved: number;
 
-  /** `rows` now, at most `maxRows` ever (`what` names a row in the error past that) */
+  /**
+   * `rows` now, at most `maxRows` ever (`what` names a row in the error past that), address
+   * space for `reservedRows` at first.
+   */
   constructor(
     public rows: number,
     private readonly maxRows: number,
     private readonly what: string,
-  ) {}
+    reservedRows = RESERVED_ROWS,
+  ) {
+    this.reserved = Math.min(maxRows, Math.max(rows, reservedRows));
+  }
 
   /** A new column of `rows` zeros. */
   add<T extends Column>(make: { new (buffer: ArrayBuffer): T; BYTES_PER_ELEMENT: number }): T {
-    const bytes = make.BYTES_PER_ELEMENT;
-    const buffer = new ResizableArrayBuffer(this.rows * bytes, { maxByteLength: this.maxRows * bytes });
-    this.buffers.push({ buffer, bytes });
-    return new make(buffer);
+    const buffer = reserveBuffer(this.rows * make.BYTES_PER_ELEMENT, this.reserved * make.BYTES_PER_ELEMENT);
+    this.reserved = Math.min(this.reserved, Math.floor(buffer.maxByteLength / make.BYTES_PER_ELEMENT));
+    const array = new make(buffer);
+    this.cols.push({ make, array });
+    return array;
   }
 
-  /** Doubles the rows until row `row` exists (new rows are zero), up to `limit` rows (at most the most). */
-  growTo(row: number, limit = this.maxRows): void {
-    if (row < this.rows) return;
+  /** The columns' arrays, in the order add() made them (new arrays after growTo() returned true). */
+  arrays(): Column[] {
+    return this.cols.map((c) => c.array);
+  }
+
+  /**
+   * Doubles the rows until row `row` exists (new rows are zero), up to `limit` rows (at most
+   * the most). Returns true when the columns moved to new buffers: then re-read arrays().
+   */
+  growTo(row: number, limit = this.maxRows): boolean {
+    if (row < this.rows) return false;
     const most = Math.min(limit, this.maxRows);
     if (row >= most) throw invalidArgument(`more than ${most} ${this.what} in one ext4 image`);
     let rows = this.rows;
     while (rows <= row) rows *= 2;
     rows = Math.min(most, rows);
-    for (const { buffer, bytes } of this.buffers) buffer.resize(rows * bytes);
+    if (rows <= this.reserved) {
+      for (const c of this.cols) (c.array.buffer as ResizableArrayBuffer).resize(rows * c.make.BYTES_PER_ELEMENT);
+      this.rows = rows;
+      return false;
+    }
+    let reserved = Math.min(this.maxRows, Math.max(rows, this.reserved * 4));
+    for (const c of this.cols) {
+      const bytes = c.make.BYTES_PER_ELEMENT;
+      const buffer = reserveBuffer(rows * bytes, reserved * bytes);
+      reserved = Math.min(reserved, Math.floor(buffer.maxByteLength / bytes));
+      const array = new c.make(buffer);
+      array.set(c.array as never);
+      c.array = array;
+    }
+    this.reserved = reserved;
     this.rows = rows;
+    return true;
   }
 }

@@ -11,16 +11,20 @@
  * are the same entry exactly when their on-disk bytes are the same.
  */
 import { invalidArgument } from '../../services/errdefs.js';
-import { Columns, ResizableArrayBuffer } from './columns.js';
+import { Columns, RESERVED_ROWS, reserveBuffer, type ResizableArrayBuffer } from './columns.js';
 
 /** Longest name a directory entry holds (ext4 name_len is one byte). */
 export const MAX_NAME_BYTES = 255;
 
 const INITIAL_ENTRIES = 4096;
+type U8 = Uint8Array<ArrayBuffer>;
+type U32 = Uint32Array<ArrayBuffer>;
 /** Most entries: as many as the node table's most nodes (see nodes.ts), plus hard links to them. */
 const MAX_ENTRIES = 2 ** 25;
-/** The arena holds at most 4 GiB of names (the most a resizable ArrayBuffer takes). */
-const MAX_ARENA = 2 ** 32;
+/** The arena holds at most 2 GiB of names (64 bytes for each of the most entries). */
+const MAX_ARENA = 2 ** 31;
+/** Address space reserved for the arena at first (moved to 4× more when outgrown, see columns.ts). */
+const ARENA_RESERVED = 2 ** 26;
 
 /** UTF-8 of `s` into `out` (at most MAX_NAME_BYTES + 3 bytes are written); returns the length, or -1 past 255 bytes. */
 function encodeName(s: string, out: Uint8Array): number {
@@ -81,23 +85,24 @@ function hashName(dir: number, name: Uint8Array, len: number): number {
 export class DirectoryEntries {
   /** entries so far */
   count = 0;
-  private readonly rows = new Columns(INITIAL_ENTRIES, MAX_ENTRIES, 'directory entries');
-  private readonly dirOf = this.rows.add(Uint32Array);
-  private readonly nodeOf = this.rows.add(Uint32Array);
-  private readonly nameAt = this.rows.add(Uint32Array);
-  private readonly nameLen = this.rows.add(Uint8Array);
-  private readonly hashOf = this.rows.add(Uint32Array);
+  private readonly rows: Columns;
+  // the rows' columns (replaced together when they move)
+  private dirOf: U32;
+  private nodeOf: U32;
+  private nameAt: U32;
+  private nameLen: U8;
+  private hashOf: U32;
   /** the next entry of the same directory (a handle) */
-  private readonly nextOf = this.rows.add(Uint32Array);
+  private nextOf: U32;
   /** UTF-8 names, back to back */
-  private readonly arenaBuffer = new ResizableArrayBuffer(1 << 16, { maxByteLength: MAX_ARENA });
-  /** the arena (length-tracking: a view made once stays valid as it grows) */
-  readonly names = new Uint8Array(this.arenaBuffer);
+  private arenaBuffer: ResizableArrayBuffer;
+  /** the arena (length-tracking: valid as it grows in place; replaced when it moves) */
+  names: U8;
   private arenaUsed = 0;
   /** each directory's first and last entry (handles), indexed by the directory's node id */
-  private readonly dirs = new Columns(INITIAL_ENTRIES, MAX_ENTRIES, 'directories');
-  private readonly firstOf = this.dirs.add(Uint32Array);
-  private readonly lastOf = this.dirs.add(Uint32Array);
+  private readonly dirs: Columns;
+  private firstOf: U32;
+  private lastOf: U32;
   /** open addressing, linear probing: handles, 0 = empty; at most half full */
   private table = new Uint32Array(INITIAL_ENTRIES * 2);
   /** the name of the last find(), encoded, and its hash and directory (for add() right after) */
@@ -105,6 +110,22 @@ export class DirectoryEntries {
   private foundLen = 0;
   private foundHash = 0;
   private foundDir = -1;
+
+  /** `reservedRows` and `arenaReserved`: address space reserved at first (see columns.ts; lower only in tests) */
+  constructor(reservedRows = RESERVED_ROWS, arenaReserved = ARENA_RESERVED) {
+    this.rows = new Columns(INITIAL_ENTRIES, MAX_ENTRIES, 'directory entries', reservedRows);
+    this.dirOf = this.rows.add(Uint32Array);
+    this.nodeOf = this.rows.add(Uint32Array);
+    this.nameAt = this.rows.add(Uint32Array);
+    this.nameLen = this.rows.add(Uint8Array);
+    this.hashOf = this.rows.add(Uint32Array);
+    this.nextOf = this.rows.add(Uint32Array);
+    this.arenaBuffer = reserveBuffer(1 << 16, Math.max(1 << 16, arenaReserved));
+    this.names = new Uint8Array(this.arenaBuffer);
+    this.dirs = new Columns(INITIAL_ENTRIES, MAX_ENTRIES, 'directories', reservedRows);
+    this.firstOf = this.dirs.add(Uint32Array);
+    this.lastOf = this.dirs.add(Uint32Array);
+  }
 
   /** The node `name` names in directory `dir`, or -1. */
   get(dir: number, name: string): number {
@@ -158,9 +179,11 @@ export class DirectoryEntries {
     const len = this.foundLen;
     const hash = this.foundHash;
     this.foundDir = -1;
-    if (this.count >= this.rows.rows) this.rows.growTo(this.count);
+    if (this.count >= this.rows.rows && this.rows.growTo(this.count)) {
+      [this.dirOf, this.nodeOf, this.nameAt, this.nameLen, this.hashOf, this.nextOf] = this.rows.arrays() as [U32, U32, U32, U8, U32, U32];
+    }
     if (this.arenaUsed + len > this.names.length) this.growArena(len);
-    if (dir >= this.dirs.rows) this.dirs.growTo(dir);
+    if (dir >= this.dirs.rows && this.dirs.growTo(dir)) [this.firstOf, this.lastOf] = this.dirs.arrays() as [U32, U32];
     const i = this.count++;
     const names = this.names;
     const scratch = this.scratch;
@@ -239,6 +262,15 @@ export class DirectoryEntries {
   private growArena(len: number): void {
     const want = Math.min(MAX_ARENA, Math.max(this.names.length * 2, this.arenaUsed + len));
     if (this.arenaUsed + len > want) throw invalidArgument(`more than ${MAX_ARENA} bytes of names in one ext4 image`);
-    this.arenaBuffer.resize(want);
+    if (want <= this.arenaBuffer.maxByteLength) {
+      this.arenaBuffer.resize(want);
+      return;
+    }
+    // past the reservation: move to one four times larger (or as large as the process may reserve)
+    const buffer = reserveBuffer(want, Math.min(MAX_ARENA, this.arenaBuffer.maxByteLength * 4));
+    const names = new Uint8Array(buffer);
+    names.set(this.names.subarray(0, this.arenaUsed));
+    this.arenaBuffer = buffer;
+    this.names = names;
   }
 }

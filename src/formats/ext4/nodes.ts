@@ -12,7 +12,7 @@
  */
 import type { PlacedXattrs } from './xattr.js';
 import type { TarTime } from '../tar/types.js';
-import { Columns } from './columns.js';
+import { Columns, RESERVED_ROWS, type Column } from './columns.js';
 
 /** Node kinds, as stored in the `kind` column. */
 export const KIND = { file: 0, dir: 1, symlink: 2, char: 3, block: 4, fifo: 5 } as const;
@@ -45,6 +45,22 @@ export interface NodeExt {
 export const MAX_EXTENT_LEN = 32768;
 
 const INITIAL_CAPACITY = 4096;
+/** The element type of each column, in the order rebind() assigns them to fields. */
+const COLUMNS = [
+  Uint8Array, // kind
+  Uint16Array, // perm
+  Uint32Array, // uid
+  Uint32Array, // gid
+  Float64Array, // mSec
+  Uint32Array, // mNsec
+  Float64Array, // size
+  Uint32Array, // firstLogical
+  Uint16Array, // firstLength
+  Uint32Array, // firstPhysical
+  Uint32Array, // ino
+  Uint32Array, // links
+  Uint32Array, // parent
+] as const;
 /**
  * Most nodes a table holds: 16.7 million, far past any container layer (whose names alone
  * would then take gigabytes); the largest column reserves 128 MiB of address space.
@@ -54,35 +70,47 @@ export const MAX_NODES = 2 ** 24;
 export class NodeTable {
   /** nodes created so far (ids 0 … count-1) */
   count = 0;
-  /** `maxNodes`: the most nodes this table takes (MAX_NODES; lower only in tests) */
-  constructor(private readonly maxNodes = MAX_NODES) {}
-
-  private readonly columns = new Columns(INITIAL_CAPACITY, MAX_NODES, 'inodes');
-  readonly kind = this.columns.add(Uint8Array);
+  private readonly columns: Columns;
+  // the columns, in COLUMNS order (replaced together when the table moves: see rebind())
+  kind!: Uint8Array<ArrayBuffer>;
   /** permission bits (mode & 07777) */
-  readonly perm = this.columns.add(Uint16Array);
+  perm!: Uint16Array<ArrayBuffer>;
   /** owner ids, modulo 2^32 as ext4 stores them */
-  readonly uid = this.columns.add(Uint32Array);
-  readonly gid = this.columns.add(Uint32Array);
-  readonly mSec = this.columns.add(Float64Array);
-  readonly mNsec = this.columns.add(Uint32Array);
-  readonly size = this.columns.add(Float64Array);
+  uid!: Uint32Array<ArrayBuffer>;
+  gid!: Uint32Array<ArrayBuffer>;
+  mSec!: Float64Array<ArrayBuffer>;
+  mNsec!: Uint32Array<ArrayBuffer>;
+  size!: Float64Array<ArrayBuffer>;
   /** the first extent: logical block, length (0: the node has no extent), physical block */
-  readonly firstLogical = this.columns.add(Uint32Array);
-  readonly firstLength = this.columns.add(Uint16Array);
-  readonly firstPhysical = this.columns.add(Uint32Array);
+  firstLogical!: Uint32Array<ArrayBuffer>;
+  firstLength!: Uint16Array<ArrayBuffer>;
+  firstPhysical!: Uint32Array<ArrayBuffer>;
   // set while finishing
-  readonly ino = this.columns.add(Uint32Array);
-  readonly links = this.columns.add(Uint32Array);
+  ino!: Uint32Array<ArrayBuffer>;
+  links!: Uint32Array<ArrayBuffer>;
   /** a directory's parent directory (directories only) */
-  readonly parent = this.columns.add(Uint32Array);
+  parent!: Uint32Array<ArrayBuffer>;
+
+  /**
+   * `maxNodes`: the most nodes this table takes (MAX_NODES; lower only in tests), and
+   * `reservedRows` the rows reserved at first (see columns.ts; lower only in tests).
+   */
+  constructor(
+    private readonly maxNodes = MAX_NODES,
+    reservedRows = RESERVED_ROWS,
+  ) {
+    this.columns = new Columns(INITIAL_CAPACITY, MAX_NODES, 'inodes', reservedRows);
+    for (const make of COLUMNS) this.columns.add<Column>(make);
+    this.rebind();
+  }
+
   /** extents after the first, as flat [logical block, length, physical block] triples */
   readonly moreExtents = new Map<number, number[]>();
   readonly ext = new Map<number, NodeExt>();
 
   /** A new node; `atime`/`ctime` are kept only when they differ from `mtime`. */
   add(kind: Kind, perm: number, uid: number, gid: number, atime?: TarTime, mtime?: TarTime, ctime?: TarTime): number {
-    if (this.count === this.columns.rows) this.columns.growTo(this.count, this.maxNodes);
+    if (this.count === this.columns.rows && this.columns.growTo(this.count, this.maxNodes)) this.rebind();
     const id = this.count++;
     const mSec = mtime ? Number(mtime.sec) : 0;
     const mNsec = mtime ? mtime.nsec : 0;
@@ -103,6 +131,39 @@ export class NodeTable {
       x.cNsec = ctime.nsec;
     }
     return id;
+  }
+
+  /** Takes the columns' arrays (at first, and after they moved), in COLUMNS order. */
+  private rebind(): void {
+    [
+      this.kind,
+      this.perm,
+      this.uid,
+      this.gid,
+      this.mSec,
+      this.mNsec,
+      this.size,
+      this.firstLogical,
+      this.firstLength,
+      this.firstPhysical,
+      this.ino,
+      this.links,
+      this.parent,
+    ] = this.columns.arrays() as [
+      Uint8Array<ArrayBuffer>,
+      Uint16Array<ArrayBuffer>,
+      Uint32Array<ArrayBuffer>,
+      Uint32Array<ArrayBuffer>,
+      Float64Array<ArrayBuffer>,
+      Uint32Array<ArrayBuffer>,
+      Float64Array<ArrayBuffer>,
+      Uint32Array<ArrayBuffer>,
+      Uint16Array<ArrayBuffer>,
+      Uint32Array<ArrayBuffer>,
+      Uint32Array<ArrayBuffer>,
+      Uint32Array<ArrayBuffer>,
+      Uint32Array<ArrayBuffer>,
+    ];
   }
 
   /** The node's side record, made on first use. */

@@ -43,8 +43,8 @@ describe('DirectoryEntries', () => {
     );
   });
 
-  test('many entries: growth of the rows, the arena and the hash table keep every entry and the order', () => {
-    const d = new DirectoryEntries();
+  test('many entries: growth of the rows, the arena and the hash table, in place and by moving, keep every entry and the order', () => {
+    const d = new DirectoryEntries(4096, 1 << 16); // small reservations: rows and arena both move
     const n = 50_000;
     for (let i = 0; i < n; i++) d.set(i % 97, `file-${i}-${'x'.repeat(i % 40)}`, i);
     for (let i = 0; i < n; i += 7) assert.equal(d.get(i % 97, `file-${i}-${'x'.repeat(i % 40)}`), i);
