@@ -45,51 +45,42 @@ export interface NodeExt {
 export const MAX_EXTENT_LEN = 32768;
 
 const INITIAL_CAPACITY = 4096;
-/** The element type of each column, in the order rebind() assigns them to fields. */
-const COLUMNS = [
-  Uint8Array, // kind
-  Uint16Array, // perm
-  Uint32Array, // uid
-  Uint32Array, // gid
-  Float64Array, // mSec
-  Uint32Array, // mNsec
-  Float64Array, // size
-  Uint32Array, // firstLogical
-  Uint16Array, // firstLength
-  Uint32Array, // firstPhysical
-  Uint32Array, // ino
-  Uint32Array, // links
-  Uint32Array, // parent
-] as const;
+/** The columns, one row per node: field name → element type (the table's fields, see rebind()). */
+const COLUMNS = {
+  kind: Uint8Array,
+  /** permission bits (mode & 07777) */
+  perm: Uint16Array,
+  /** owner ids, modulo 2^32 as ext4 stores them */
+  uid: Uint32Array,
+  gid: Uint32Array,
+  mSec: Float64Array,
+  mNsec: Uint32Array,
+  size: Float64Array,
+  /** the first extent: logical block, length (0: the node has no extent), physical block */
+  firstLogical: Uint32Array,
+  firstLength: Uint16Array,
+  firstPhysical: Uint32Array,
+  // set while finishing
+  ino: Uint32Array,
+  links: Uint32Array,
+  /** a directory's parent directory (directories only) */
+  parent: Uint32Array,
+} as const;
+const COLUMN_NAMES = Object.keys(COLUMNS) as (keyof typeof COLUMNS)[];
+type NodeColumns = { [K in keyof typeof COLUMNS]: InstanceType<(typeof COLUMNS)[K]> };
+
 /**
  * Most nodes a table holds: 16.7 million, far past any container layer (whose names alone
- * would then take gigabytes); the largest column reserves 128 MiB of address space.
+ * would then take gigabytes); a Float64 column of that many rows is 128 MiB.
  */
 export const MAX_NODES = 2 ** 24;
 
+// the columns are the table's fields: declared here, assigned by rebind()
+export interface NodeTable extends NodeColumns {}
 export class NodeTable {
   /** nodes created so far (ids 0 … count-1) */
   count = 0;
   private readonly columns: Columns;
-  // the columns, in COLUMNS order (replaced together when the table moves: see rebind())
-  kind!: Uint8Array<ArrayBuffer>;
-  /** permission bits (mode & 07777) */
-  perm!: Uint16Array<ArrayBuffer>;
-  /** owner ids, modulo 2^32 as ext4 stores them */
-  uid!: Uint32Array<ArrayBuffer>;
-  gid!: Uint32Array<ArrayBuffer>;
-  mSec!: Float64Array<ArrayBuffer>;
-  mNsec!: Uint32Array<ArrayBuffer>;
-  size!: Float64Array<ArrayBuffer>;
-  /** the first extent: logical block, length (0: the node has no extent), physical block */
-  firstLogical!: Uint32Array<ArrayBuffer>;
-  firstLength!: Uint16Array<ArrayBuffer>;
-  firstPhysical!: Uint32Array<ArrayBuffer>;
-  // set while finishing
-  ino!: Uint32Array<ArrayBuffer>;
-  links!: Uint32Array<ArrayBuffer>;
-  /** a directory's parent directory (directories only) */
-  parent!: Uint32Array<ArrayBuffer>;
 
   /**
    * `maxNodes`: the most nodes this table takes (MAX_NODES; lower only in tests), and
@@ -100,7 +91,7 @@ export class NodeTable {
     reservedRows = RESERVED_ROWS,
   ) {
     this.columns = new Columns(INITIAL_CAPACITY, MAX_NODES, 'inodes', reservedRows);
-    for (const make of COLUMNS) this.columns.add<Column>(make);
+    for (const name of COLUMN_NAMES) this.columns.add<Column>(COLUMNS[name]);
     this.rebind();
   }
 
@@ -133,37 +124,12 @@ export class NodeTable {
     return id;
   }
 
-  /** Takes the columns' arrays (at first, and after they moved), in COLUMNS order. */
+  /** Takes the columns' arrays as the table's fields (at first, and after they moved). */
   private rebind(): void {
-    [
-      this.kind,
-      this.perm,
-      this.uid,
-      this.gid,
-      this.mSec,
-      this.mNsec,
-      this.size,
-      this.firstLogical,
-      this.firstLength,
-      this.firstPhysical,
-      this.ino,
-      this.links,
-      this.parent,
-    ] = this.columns.arrays() as [
-      Uint8Array<ArrayBuffer>,
-      Uint16Array<ArrayBuffer>,
-      Uint32Array<ArrayBuffer>,
-      Uint32Array<ArrayBuffer>,
-      Float64Array<ArrayBuffer>,
-      Uint32Array<ArrayBuffer>,
-      Float64Array<ArrayBuffer>,
-      Uint32Array<ArrayBuffer>,
-      Uint16Array<ArrayBuffer>,
-      Uint32Array<ArrayBuffer>,
-      Uint32Array<ArrayBuffer>,
-      Uint32Array<ArrayBuffer>,
-      Uint32Array<ArrayBuffer>,
-    ];
+    const arrays = this.columns.arrays();
+    COLUMN_NAMES.forEach((name, i) => {
+      (this as unknown as Record<string, Column>)[name] = arrays[i]!;
+    });
   }
 
   /** The node's side record, made on first use. */
@@ -178,19 +144,7 @@ export class NodeTable {
    * to the directory already there, and to the root; its entries, kept in dirents.ts, stay).
    */
   copyAttributes(from: number, to: number): void {
-    this.kind[to] = this.kind[from]!;
-    this.perm[to] = this.perm[from]!;
-    this.uid[to] = this.uid[from]!;
-    this.gid[to] = this.gid[from]!;
-    this.mSec[to] = this.mSec[from]!;
-    this.mNsec[to] = this.mNsec[from]!;
-    this.size[to] = this.size[from]!;
-    this.firstLogical[to] = this.firstLogical[from]!;
-    this.firstLength[to] = this.firstLength[from]!;
-    this.firstPhysical[to] = this.firstPhysical[from]!;
-    this.ino[to] = this.ino[from]!;
-    this.links[to] = this.links[from]!;
-    this.parent[to] = this.parent[from]!;
+    for (const column of this.columns.arrays()) column[to] = column[from]!;
     const more = this.moreExtents.get(from);
     if (more) this.moreExtents.set(to, more);
     else this.moreExtents.delete(to);
