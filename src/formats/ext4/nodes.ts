@@ -153,23 +153,35 @@ export class NodeTable {
     else this.ext.delete(to);
   }
 
-  /** Records that physical block `physical` holds logical block `logical` (appended in order). */
-  addBlock(id: number, logical: number, physical: number): void {
-    const more = this.moreExtents.get(id);
-    if (more) {
-      const k = more.length - 3;
-      if (more[k]! + more[k + 1]! === logical && more[k + 2]! + more[k + 1]! === physical && more[k + 1]! < MAX_EXTENT_LEN) more[k + 1]!++;
-      else more.push(logical, 1, physical);
-      return;
+  /**
+   * Records that the `count` physical blocks from `physical` hold the logical blocks from
+   * `logical` (appended in order): the last extent grows while both numberings continue it,
+   * up to the longest extent ext4 stores; the rest starts new extents.
+   */
+  addBlock(id: number, logical: number, physical: number, count = 1): void {
+    while (count > 0) {
+      let take: number;
+      const more = this.moreExtents.get(id);
+      const len = more ? more[more.length - 2]! : this.firstLength[id]!;
+      const lastLogical = more ? more[more.length - 3]! : this.firstLogical[id]!;
+      const lastPhysical = more ? more[more.length - 1]! : this.firstPhysical[id]!;
+      if (len > 0 && len < MAX_EXTENT_LEN && lastLogical + len === logical && lastPhysical + len === physical) {
+        take = Math.min(count, MAX_EXTENT_LEN - len);
+        if (more) more[more.length - 2] = len + take;
+        else this.firstLength[id] = len + take;
+      } else {
+        take = Math.min(count, MAX_EXTENT_LEN);
+        if (more) more.push(logical, take, physical);
+        else if (len === 0) {
+          this.firstLogical[id] = logical;
+          this.firstLength[id] = take;
+          this.firstPhysical[id] = physical;
+        } else this.moreExtents.set(id, [logical, take, physical]);
+      }
+      logical += take;
+      physical += take;
+      count -= take;
     }
-    const len = this.firstLength[id]!;
-    if (len === 0) {
-      this.firstLogical[id] = logical;
-      this.firstLength[id] = 1;
-      this.firstPhysical[id] = physical;
-    } else if (this.firstLogical[id]! + len === logical && this.firstPhysical[id]! + len === physical && len < MAX_EXTENT_LEN) {
-      this.firstLength[id] = len + 1;
-    } else this.moreExtents.set(id, [logical, 1, physical]);
   }
 
   /** Blocks the extents map: the data blocks counted in i_blocks (file data, directory blocks, a long symlink's block). */

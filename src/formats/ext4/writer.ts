@@ -547,7 +547,7 @@ export class Ext4Writer {
       while (end < to && !isZeroBlock(src, end)) end += BLOCK;
       const phys = this.appendBlocksFrom(src, off, end);
       const blocks = (end - off) / BLOCK;
-      for (let i = 0; i < blocks; i++) t.addBlock(n, logical + i, phys + i);
+      t.addBlock(n, logical, phys, blocks);
       logical += blocks;
       off = end;
     }

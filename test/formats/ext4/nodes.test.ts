@@ -37,6 +37,28 @@ describe('NodeTable', () => {
     assert.equal(t.dataBlocks(n), MAX_EXTENT_LEN + 2);
   });
 
+  test('a run of blocks added at once gives the extents its blocks added one by one give', () => {
+    // runs: [logical gap, physical gap, length], crossing the maximum extent length
+    const runs = [[0, 0, 5], [0, 0, MAX_EXTENT_LEN], [0, 0, 3], [2, 0, 7], [0, 9, 1], [0, 0, 2 * MAX_EXTENT_LEN + 11], [4, 4, 1]];
+    const bulk = new NodeTable();
+    const single = new NodeTable();
+    const a = bulk.add('file', 0o644, 0, 0);
+    const b = single.add('file', 0o644, 0, 0);
+    let logical = 0;
+    let physical = 1000;
+    for (const [lg, pg, n] of runs) {
+      logical += lg!;
+      physical += pg!;
+      bulk.addBlock(a, logical, physical, n);
+      for (let i = 0; i < n!; i++) single.addBlock(b, logical + i, physical + i);
+      logical += n!;
+      physical += n!;
+    }
+    assert.deepEqual(bulk.extents(a), single.extents(b));
+    assert.equal(bulk.dataBlocks(a), runs.reduce((sum, r) => sum + r[2]!, 0));
+    assert.ok(bulk.extentCount(a) > 4);
+  });
+
   test('setExtents replaces the extents, also by none', () => {
     const t = new NodeTable();
     const n = t.add('dir', 0o755, 0, 0);
