@@ -74,7 +74,6 @@ function footFile(path: string, seed: string): number {
   return padded + 512;
 }
 
-
 /**
  * Converts a tar stream. `tar` may reuse its chunk buffers (see fsutil/ring-reader): nothing
  * here keeps a view of a chunk past the next one.
