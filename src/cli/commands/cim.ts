@@ -5,7 +5,7 @@
  * one JSON document.
  */
 import type { Command } from 'commander';
-import { CimReader, type CimStat } from '../../formats/cim/index.js';
+import { CimReader, splitStreamPath, type CimStat } from '../../formats/cim/index.js';
 import { decodeEaBuffer } from '../../formats/wintar/ea.js';
 import { decodeReparsePoint } from '../../formats/wintar/reparse.js';
 import { FILE_ATTRIBUTE, FILETIME_UNIX_EPOCH } from '../../formats/wintar/index.js';
@@ -164,11 +164,8 @@ export function register(program: Command): void {
       await withReader(image, async (r) => {
         let file = path;
         let stream = opts.stream;
-        const m = /^(.*[^:]):([^:\\/]+)(?::\$DATA)?$/i.exec(path);
-        if (stream === undefined && m) {
-          file = m[1]!;
-          stream = m[2]!;
-        }
+        const m = splitStreamPath(path);
+        if (stream === undefined && m) [file, stream] = m;
         for await (const chunk of r.read(file, stream)) {
           if (!process.stdout.write(chunk)) await new Promise((res) => process.stdout.once('drain', res));
         }

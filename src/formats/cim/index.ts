@@ -1,6 +1,6 @@
 /** CimFS v2 images: writer (cimfs.dll-shaped API, forked images) and bounds-checked reader. */
 export * from './constants.js';
-export { CimWriter, type CimCreateOptions } from './writer.js';
+export { CimWriter, splitStreamPath, type CimCreateOptions } from './writer.js';
 export { CimReader, isCimImage, cimImageFiles, type CimWalkEntry, type ParsedLinkTable } from './reader.js';
 export type { CimFileMetadata, CimStat, CimDirEntry } from './types.js';
 export { deriveCimGuid } from './guid.js';

@@ -121,6 +121,15 @@ const LOCAL_METADATA = 0;
 const LOCAL_DATA = 1;
 const LOCAL_SMALL = 2;
 
+/**
+ * "file:stream" (a trailing ":$DATA" accepted) split into the file path and the stream name,
+ * or undefined when `path` names no stream. Names may hold control characters such as "\n".
+ */
+export function splitStreamPath(path: string): [file: string, stream: string] | undefined {
+  const m = /^(.*[^:]):([^:\\/]+)(?::\$DATA)?$/is.exec(path);
+  return m ? [m[1]!, m[2]!] : undefined;
+}
+
 export class CimWriter {
   private root: Inode;
   private regions: RegionFileWriter[] = [];
@@ -432,9 +441,9 @@ export class CimWriter {
   async createAlternateStream(path: string, size: number | bigint): Promise<void> {
     this.assertOpen();
     this.assertNoStream('createAlternateStream');
-    const m = /^(.*[^:]):([^:\\/]+)(?::\$DATA)?$/i.exec(path);
+    const m = splitStreamPath(path);
     if (!m) throw invalidArgument(`alternate stream path ${JSON.stringify(path)} is not "file:stream"`, { entry: path });
-    const [, filePath, streamName] = m as unknown as [string, string, string];
+    const [filePath, streamName] = m;
     checkComponent(streamName, path);
     const ino = this.lookup(filePath);
     if (!ino) throw notFound(`${filePath} does not exist`, { entry: path });

@@ -154,3 +154,27 @@ test('property: random trees and forks round-trip', async () => {
     d.cleanup();
   }
 });
+
+test('a name with a control character takes an alternate stream (fast-check counterexample, seed -1769729241)', async () => {
+  const d = tempDir('cim-ctl-');
+  try {
+    const dir = join(d.path, 'r');
+    mkdirSync(dir);
+    const m = new Map<string, ModelEntry>();
+    const w = await CimWriter.create(dir, 'base');
+    const base = { parent: 0, attrs: 0, times: [0n, 0n, 0n, 0n] as [bigint, bigint, bigint, bigint], sd: 0, ea: 0, rp: 0 };
+    await apply(w, m, [
+      { ...base, kind: 'file', name: '\n_', data: new Uint8Array(0) },
+      { ...base, kind: 'ads', name: '_', data: new Uint8Array(4097) },
+    ]);
+    await w.commit();
+    const r = await CimReader.open(join(dir, 'base.cim'));
+    try {
+      assert.deepEqual(stripIds(await dumpImage(r)), expectedDump(m));
+    } finally {
+      await r.close();
+    }
+  } finally {
+    d.cleanup();
+  }
+});
