@@ -6,8 +6,8 @@
 // Pure-JS dependencies a command needs at start (commander, cli-progress) are bundled: loading
 // them from node_modules through the ESM loader cost ~15 ms per run. Native addons, and
 // packages that find files or spawn threads by path (pino, gRPC, proto-loader), stay external.
-// Writes dist/BUILD last:
-// bin/winsnap uses dist/ only when that stamp is newer than every file under src/.
+// Writes dist/BUILD last: the source files the bundle was built from (esbuild's metafile), one
+// per line; bin/winsnap uses dist/ only when that stamp is newer than each of them.
 //
 // Also compiles native/fsx.c (file-system calls Node 20 lacks, see that file) into
 // dist/native/fsx.node with the system C compiler and Node's own headers. Without a compiler
@@ -22,7 +22,8 @@ import { fileURLToPath } from 'node:url';
 const root = fileURLToPath(new URL('..', import.meta.url));
 process.chdir(root);
 rmSync('dist', { recursive: true, force: true });
-await build({
+const result = await build({
+  metafile: true,
   entryPoints: { main: 'src/cli/main.ts' },
   outdir: 'dist',
   bundle: true,
@@ -67,4 +68,6 @@ function buildNative() {
 
 const nativeProblem = buildNative();
 if (nativeProblem) console.warn(`winsnap build: native/fsx.c not built (${nativeProblem}); sparse inputs are read in full`);
-writeFileSync('dist/BUILD', `${new Date().toISOString()}\n`);
+// bundled inputs under src/ (dependencies change only with package-lock.json and npm ci, which rebuilds)
+const sources = Object.keys(result.metafile.inputs).filter((p) => p.startsWith('src/')).sort();
+writeFileSync('dist/BUILD', `${sources.join('\n')}\n`);

@@ -1,0 +1,75 @@
+/**
+ * bin/winsnap chooses between the dist/ bundle and the TypeScript sources: the bundle only
+ * while no source file it was built from (listed in dist/BUILD) is newer than that stamp.
+ * Checked on a scratch copy of the entry point with a stand-in bundle and stand-in sources
+ * that each say which one ran.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const REPO = fileURLToPath(new URL('../..', import.meta.url));
+
+function scratchCheckout(): string {
+  const root = mkdtempSync(join(tmpdir(), 'winsnap-entry-'));
+  mkdirSync(join(root, 'bin'));
+  mkdirSync(join(root, 'dist'));
+  mkdirSync(join(root, 'src', 'cli'), { recursive: true });
+  copyFileSync(join(REPO, 'bin', 'winsnap'), join(root, 'bin', 'winsnap'));
+  symlinkSync(join(REPO, 'node_modules'), join(root, 'node_modules'));
+  writeFileSync(join(root, 'package.json'), '{"type":"module"}\n');
+  writeFileSync(join(root, 'dist', 'main.js'), "export async function main() { process.stdout.write('bundle\\n'); return 0; }\n");
+  writeFileSync(join(root, 'src', 'cli', 'main.ts'), "export async function main(): Promise<number> { process.stdout.write('sources\\n'); return 0; }\n");
+  writeFileSync(join(root, 'src', 'cli', 'other.ts'), 'export const unused = 1;\n');
+  writeFileSync(join(root, 'dist', 'BUILD'), 'src/cli/main.ts\n');
+  return root;
+}
+
+function which(root: string): string {
+  const r = spawnSync(process.execPath, [join(root, 'bin', 'winsnap')], { encoding: 'utf8', env: { ...process.env, WINSNAP_FROM_SOURCE: '' } });
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout.trim();
+}
+
+function setTime(path: string, seconds: number): void {
+  utimesSync(path, seconds, seconds);
+}
+
+test('the bundle runs while it is newer than every source it lists, the sources once one is newer', (t) => {
+  const root = scratchCheckout();
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const stamp = join(root, 'dist', 'BUILD');
+  setTime(join(root, 'src', 'cli', 'main.ts'), 1_000_000);
+  setTime(stamp, 2_000_000);
+  assert.equal(which(root), 'bundle');
+
+  // a source file the bundle was not built from does not make it stale
+  setTime(join(root, 'src', 'cli', 'other.ts'), 3_000_000);
+  assert.equal(which(root), 'bundle');
+
+  // an edited source file it was built from does
+  setTime(join(root, 'src', 'cli', 'main.ts'), 3_000_000);
+  assert.equal(which(root), 'sources');
+});
+
+test('a missing or empty stamp, or a listed source that is gone, runs the sources', (t) => {
+  const root = scratchCheckout();
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const stamp = join(root, 'dist', 'BUILD');
+  setTime(join(root, 'src', 'cli', 'main.ts'), 1_000_000);
+
+  writeFileSync(stamp, 'src/cli/main.ts\nsrc/cli/deleted.ts\n');
+  setTime(stamp, 2_000_000);
+  assert.equal(which(root), 'sources');
+
+  writeFileSync(stamp, '');
+  setTime(stamp, 2_000_000);
+  assert.equal(which(root), 'sources');
+
+  rmSync(stamp);
+  assert.equal(which(root), 'sources');
+});
