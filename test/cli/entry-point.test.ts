@@ -73,3 +73,22 @@ test('a missing or empty stamp, or a listed source that is gone, runs the source
   rmSync(stamp);
   assert.equal(which(root), 'sources');
 });
+
+test('the entry point drops NODE_EXTRA_CA_CERTS: winsnap makes no TLS connections, and Node would parse every certificate in that file at start-up', () => {
+  // Node warns about an extra-certificates file it cannot load once crypto is first used;
+  // `--json` computes the tar's SHA-256 with node:crypto
+  const dir = mkdtempSync(join(tmpdir(), 'winsnap-entry-certs-'));
+  try {
+    const tar = join(dir, 'empty.tar');
+    writeFileSync(tar, Buffer.alloc(1024));
+    const r = spawnSync(join(REPO, 'bin', 'winsnap'), ['convert', 'tar2vhd', '-i', tar, '-o', join(dir, 'out.vhd'), '--json'], {
+      encoding: 'utf8',
+      env: { ...process.env, NODE_EXTRA_CA_CERTS: join(dir, 'missing-ca.pem') },
+    });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /"digest":"sha256:[0-9a-f]{64}"/);
+    assert.equal(r.stderr, '');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
