@@ -22,7 +22,7 @@ const WORKER_SOURCE = `
 (async () => {
 const { parentPort } = await import('node:worker_threads');
 const { openSync, readSync, closeSync } = await import('node:fs');
-const { createHash } = await import('node:crypto');
+const { createHash, hash } = await import('node:crypto');
 const BUF = Buffer.allocUnsafe(1 << 20);
 function digestFile(path, algorithm) {
   const h = createHash(algorithm);
@@ -35,16 +35,22 @@ function digestFile(path, algorithm) {
   }
   return { digest: algorithm + ':' + h.digest('hex'), bytes };
 }
+// sha256(salt ‖ block) with crypto.hash on a copy of the block after the salt: ~10% faster
+// than a salted Hash object copied per block (3.45 against 3.8 µs a block, Node 20.20)
 function verityLevel0(path, from, to, salt) {
   const out = Buffer.alloc((to - from) * 32);
-  const seeded = createHash('sha256').update(salt);
+  const salted = Buffer.alloc(salt.length + 4096);
+  salt.copy(salted);
   const fd = openSync(path, 'r');
   try {
     for (let b = from; b < to; ) {
       const want = Math.min(BUF.length / 4096, to - b);
       const n = readSync(fd, BUF, 0, want * 4096, b * 4096);
       if (n < want * 4096) BUF.fill(0, n, want * 4096); // past the end of the file: zero blocks
-      for (let i = 0; i < want; i++) seeded.copy().update(BUF.subarray(i * 4096, (i + 1) * 4096)).digest().copy(out, (b - from + i) * 32);
+      for (let i = 0; i < want; i++) {
+        BUF.copy(salted, salt.length, i * 4096, (i + 1) * 4096);
+        hash('sha256', salted, 'buffer').copy(out, (b - from + i) * 32);
+      }
       b += want;
     }
   } finally {
