@@ -37,7 +37,7 @@ report({ name: 'tar2vhd --verity', ours: oursV, baselineName: 'cp', baseline: cp
 const INPROC = fileURLToPath(new URL('./tar2vhd.inproc.mjs', import.meta.url));
 for (const extra of [[], ['--verity']]) {
   const timesFile = join(DIR, 'inproc.json');
-  const m = await measure([process.execPath, '--max-semi-space-size=4', INPROC, timesFile, tar, out, '4', ...extra]);
+  const m = await measure([process.execPath, INPROC, timesFile, tar, out, '4', ...extra]);
   const times = JSON.parse(readFileSync(timesFile, 'utf8')) as number[];
   const warm = Math.min(...times.slice(1));
   const label = `tar2vhd${extra.length ? ' ' + extra.join(' ') : ''} in one process (4 runs)`;

@@ -5,6 +5,9 @@
 // run, in seconds, as a JSON array into TIMES_FILE.
 // Usage: node bench/tar2vhd.inproc.mjs TIMES_FILE TAR OUT N [extra convert options...]
 import { writeFileSync } from 'node:fs';
+import { setFlagsFromString } from 'node:v8';
+
+setFlagsFromString('--max-inlined-bytecode-size=100'); // as bin/winsnap does
 
 const [timesFile, tar, out, n, ...extra] = process.argv.slice(2);
 const { main } = await import(new URL('../dist/main.js', import.meta.url).href);
