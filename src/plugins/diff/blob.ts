@@ -48,23 +48,26 @@ export function openLayerBlob(blob: Readable, desc: Descriptor, opts: { verify?:
   const compressed = new VerifyingCounter(alg, opts.onProgress);
   blob.on('error', (e) => compressed.destroy(e));
   blob.pipe(compressed);
+  const verify = () => verifyBlob(compressed, desc, opts.verify);
+  // an uncompressed blob is its own tar: one SHA-256 gives both the blob digest and the diff ID
+  // (a second pass cost ~100 ms of the converting thread per 170 MB)
+  if (compression === 'none' && alg === 'sha256') return { tar: compressed, uncompressed: compressed, verify };
   const uncompressed = new VerifyingCounter('sha256');
   const raw = decompressStream(compressed, compression);
   raw.on('error', (e) => uncompressed.destroy(e));
   raw.pipe(uncompressed);
-  return {
-    tar: uncompressed,
-    uncompressed,
-    verify() {
-      if (!opts.verify) return;
-      if (compressed.bytes !== desc.size) {
-        throw failedPrecondition(`layer blob ${desc.digest} is ${compressed.bytes} bytes, the descriptor says ${desc.size}`, { digest: desc.digest });
-      }
-      if (compressed.digest() !== desc.digest) {
-        throw failedPrecondition(`layer blob digest mismatch: got ${compressed.digest()}, descriptor says ${desc.digest}`, { digest: desc.digest });
-      }
-    },
-  };
+  return { tar: uncompressed, uncompressed, verify };
+}
+
+/** Checks the blob's size and digest against its descriptor (when verifying). */
+function verifyBlob(compressed: VerifyingCounter, desc: Descriptor, verify: boolean | undefined): void {
+  if (!verify) return;
+  if (compressed.bytes !== desc.size) {
+    throw failedPrecondition(`layer blob ${desc.digest} is ${compressed.bytes} bytes, the descriptor says ${desc.size}`, { digest: desc.digest });
+  }
+  if (compressed.digest() !== desc.digest) {
+    throw failedPrecondition(`layer blob digest mismatch: got ${compressed.digest()}, descriptor says ${desc.digest}`, { digest: desc.digest });
+  }
 }
 
 /** Reads a stream to its end, discarding the data (trailing bytes after the tar end marker). */
