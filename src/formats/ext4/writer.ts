@@ -127,12 +127,12 @@ function usesExtents(t: NodeTable, n: number): boolean {
   return (kind === FILE && !t.ext.get(n)?.inline) || kind === DIR || (kind === SYMLINK && t.size[n]! >= 60);
 }
 
-/** An extent leaf entry from the flat triple at `x[i]`. */
 // Inodes, directory blocks and extent leaves are encoded through DataViews: one built-in call
 // per field, which the interpreter runs several times faster than Buffer's write methods (JS
 // functions with range checks). These loops run once per inode at the end of a conversion,
 // mostly before the JIT has optimized them.
 
+/** An extent leaf entry from the flat triple at `x[i]`. */
 function writeLeafEntry(v: DataView, at: number, x: readonly number[], i: number): void {
   writeLeaf(v, at, x[i]!, x[i + 1]!, x[i + 2]!);
 }
@@ -805,18 +805,17 @@ export class Ext4Writer {
 
     // used blocks: block 0 + descriptors, file data of live inodes, all metadata, the tables
     const used = new Uint8Array(groups * BLOCK);
-    const mark = (first: number, count: number) => setBits(used, first, count);
-    mark(0, 1 + gdtBlocks);
+    setBits(used, 0, 1 + gdtBlocks);
     for (let i = 0; i < byIno.length; i++) {
       const n = byIno[i]!;
       if (t.kind[n] !== FILE || t.firstLength[n] === 0) continue;
-      if (t.firstPhysical[n]! < metaStart) mark(t.firstPhysical[n]!, t.firstLength[n]!);
+      if (t.firstPhysical[n]! < metaStart) setBits(used, t.firstPhysical[n]!, t.firstLength[n]!);
       const x = t.moreExtents.get(n);
-      if (x) for (let j = 0; j < x.length; j += 3) if (x[j + 2]! < metaStart) mark(x[j + 2]!, x[j + 1]!);
+      if (x) for (let j = 0; j < x.length; j += 3) if (x[j + 2]! < metaStart) setBits(used, x[j + 2]!, x[j + 1]!);
     }
-    mark(metaStart, M - metaStart);
-    mark(itStart, groups * (itb + 2));
-    mark(total, groups * BLOCKS_PER_GROUP - total); // past the end
+    setBits(used, metaStart, M - metaStart);
+    setBits(used, itStart, groups * (itb + 2));
+    setBits(used, total, groups * BLOCKS_PER_GROUP - total); // past the end
     const usedInodes = new Uint8Array(groups * BLOCK);
     for (let g = 0; g < groups; g++) {
       // the group's inodes that exist, and the bitmap's bits past the group's inodes
@@ -830,7 +829,10 @@ export class Ext4Writer {
     let freeBlocks = 0;
     let freeInodes = 0;
     const dirsByGroup = new Array<number>(groups).fill(0);
-    for (let i = 0; i < byIno.length; i++) if (t.kind[byIno[i]!] === DIR) dirsByGroup[Math.floor((t.ino[byIno[i]!]! - 1) / ipg)]!++;
+    for (let i = 0; i < byIno.length; i++) {
+      const n = byIno[i]!;
+      if (t.kind[n] === DIR) dirsByGroup[Math.floor((t.ino[n]! - 1) / ipg)]!++;
+    }
     for (let g = 0; g < groups; g++) {
       const blocksInGroup = Math.min(BLOCKS_PER_GROUP, total - g * BLOCKS_PER_GROUP);
       const fb = blocksInGroup - countBits(used, g * BLOCKS_PER_GROUP, blocksInGroup);
@@ -972,13 +974,8 @@ export class Ext4Writer {
     v.setUint16(at, S_IFMT[kind]! | t.perm[n]!, true);
     v.setUint16(at + 2, uid & 0xffff, true);
     v.setUint32(at + 4, size % 2 ** 32, true);
-    if (ext) {
-      writeTime(v, ext.aSec ?? mSec, ext.aNsec ?? mNsec, at + 8, at + 140);
-      writeTime(v, ext.cSec ?? mSec, ext.cNsec ?? mNsec, at + 12, at + 132);
-    } else {
-      writeTime(v, mSec, mNsec, at + 8, at + 140);
-      writeTime(v, mSec, mNsec, at + 12, at + 132);
-    }
+    writeTime(v, ext?.aSec ?? mSec, ext?.aNsec ?? mNsec, at + 8, at + 140);
+    writeTime(v, ext?.cSec ?? mSec, ext?.cNsec ?? mNsec, at + 12, at + 132);
     writeTime(v, mSec, mNsec, at + 16, at + 136);
     writeTime(v, mSec, mNsec, at + 144, at + 148); // crtime = mtime, as tar2ext4
     v.setUint16(at + 24, gid & 0xffff, true);
