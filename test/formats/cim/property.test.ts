@@ -54,6 +54,17 @@ const opArb = fc.record({
 /** Applies ops to a model keyed by path, as a CIM namespace behaves (names unique under specFold). */
 type Op = typeof opArb extends fc.Arbitrary<infer T> ? T : never;
 
+/** Opens the image at `path`, checks that it holds exactly model `m`, then runs `more` on it. */
+async function checkImage(path: string, m: Map<string, ModelEntry>, more?: (r: CimReader) => Promise<void>): Promise<void> {
+  const r = await CimReader.open(path);
+  try {
+    assert.deepEqual(stripIds(await dumpImage(r)), expectedDump(m));
+    await more?.(r);
+  } finally {
+    await r.close();
+  }
+}
+
 async function apply(w: CimWriter, m: Map<string, ModelEntry>, ops: Op[]): Promise<void> {
   for (const op of ops) {
     const dirs = ['', ...[...m].filter(([, e]) => e.dir).map(([p]) => p)];
@@ -114,17 +125,13 @@ test('property: random trees and forks round-trip', async () => {
           const w = await CimWriter.create(dir, 'base');
           await apply(w, m, ops);
           await w.commit();
-          const r = await CimReader.open(join(dir, 'base.cim'));
-          try {
-            assert.deepEqual(stripIds(await dumpImage(r)), expectedDump(m));
+          await checkImage(join(dir, 'base.cim'), m, async (r) => {
             // Case-insensitive lookup of every path with ASCII case swapped.
             for (const p of m.keys()) {
               const swapped = p.replace(/[a-zA-Z]/g, (c) => (c === c.toUpperCase() ? c.toLowerCase() : c.toUpperCase()));
               assert.equal(await r.resolve(swapped), await r.resolve(p), swapped);
             }
-          } finally {
-            await r.close();
-          }
+          });
           // Fork: delete some entries, add more.
           const m2 = new Map([...m]);
           const w2 = await CimWriter.create(dir, 'child', { parentName: 'base' });
@@ -138,12 +145,7 @@ test('property: random trees and forks round-trip', async () => {
           }
           await apply(w2, m2, forkOps);
           await w2.commit();
-          const r2 = await CimReader.open(join(dir, 'child.cim'));
-          try {
-            assert.deepEqual(stripIds(await dumpImage(r2)), expectedDump(m2));
-          } finally {
-            await r2.close();
-          }
+          await checkImage(join(dir, 'child.cim'), m2);
         } finally {
           rmSync(dir, { recursive: true, force: true });
         }
@@ -168,12 +170,7 @@ test('a name with a control character takes an alternate stream (fast-check coun
       { ...base, kind: 'ads', name: '_', data: new Uint8Array(4097) },
     ]);
     await w.commit();
-    const r = await CimReader.open(join(dir, 'base.cim'));
-    try {
-      assert.deepEqual(stripIds(await dumpImage(r)), expectedDump(m));
-    } finally {
-      await r.close();
-    }
+    await checkImage(join(dir, 'base.cim'), m);
   } finally {
     d.cleanup();
   }

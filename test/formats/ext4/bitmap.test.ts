@@ -9,12 +9,16 @@ import { countBits, setBits } from '../../../src/formats/ext4/bitmap.js';
 
 const bit = (bits: Uint8Array, i: number) => (bits[i >> 3]! >> (i & 7)) & 1;
 
+/** A bitmap of 1 to 40 bytes and a range [first, first + count) inside it. */
+const bitmapAndRange = fc.tuple(fc.uint8Array({ minLength: 1, maxLength: 40 }), fc.nat(), fc.nat()).map(([bits, a, b]) => {
+  const size = bits.length * 8;
+  const first = a % (size + 1);
+  return { bits, size, first, count: b % (size - first + 1) };
+});
+
 test('setBits sets exactly the range, on top of what is already set', () => {
   fc.assert(
-    fc.property(fc.uint8Array({ minLength: 1, maxLength: 40 }), fc.nat(), fc.nat(), (initial, a, b) => {
-      const size = initial.length * 8;
-      const first = a % (size + 1);
-      const count = b % (size - first + 1);
+    fc.property(bitmapAndRange, ({ bits: initial, size, first, count }) => {
       const bits = Uint8Array.from(initial);
       setBits(bits, first, count);
       for (let i = 0; i < size; i++) {
@@ -27,10 +31,7 @@ test('setBits sets exactly the range, on top of what is already set', () => {
 
 test('countBits counts the set bits of the range', () => {
   fc.assert(
-    fc.property(fc.uint8Array({ minLength: 1, maxLength: 40 }), fc.nat(), fc.nat(), (bits, a, b) => {
-      const size = bits.length * 8;
-      const first = a % (size + 1);
-      const count = b % (size - first + 1);
+    fc.property(bitmapAndRange, ({ bits, first, count }) => {
       let want = 0;
       for (let i = first; i < first + count; i++) want += bit(bits, i);
       assert.equal(countBits(bits, first, count), want);
