@@ -1,11 +1,25 @@
 /*
- * winsnap's only native code: file-system calls Node.js 20 does not expose, nothing else.
+ * winsnap's only native code: file-system and memory-mapping calls Node.js 20 does not expose,
+ * nothing else.
  *
  *   dataExtents(fd, size) -> Float64Array [start0, end0, start1, end1, ...]
  *     The byte ranges of [0, size) that may hold data, found with lseek(SEEK_DATA/SEEK_HOLE)
  *     (lseek(2); Linux >= 3.1, FreeBSD, macOS, Solaris). Holes are never read, as qemu-img does.
  *     A file system without the support reports the whole file as data (lseek's documented
  *     fallback), so the result is always safe to use.
+ *
+ *   mapShared(fd, length) -> ArrayBuffer
+ *     A shared, writable mapping of the first `length` bytes of the open file `fd` (mmap(2),
+ *     MAP_SHARED; the file must be at least that long). Writes land in the file's page cache,
+ *     and the kernel writes them back to the file and evicts them as it needs memory. The
+ *     mapping lives as long as the ArrayBuffer (munmap when it is collected). Used by
+ *     src/services/fsutil/spill.ts for tables too large to keep in memory.
+ *
+ *   dropResident(arrayBuffer)
+ *     madvise(MADV_DONTNEED) over a mapping made by mapShared: its pages leave the process's
+ *     resident set (dirty ones stay dirty in the page cache, so no data is lost) and are mapped
+ *     again from the page cache when next touched. Refuses any other ArrayBuffer (on private
+ *     memory, MADV_DONTNEED would zero it).
  *
  * Pure Node-API (js_native_api.h / node_api.h, ABI-stable), built by scripts/build.mjs with the
  * system C compiler; src/services/fsutil/native.ts loads it and falls back to "all data" when
@@ -16,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/types.h>
 #include <unistd.h>
 #include <node_api.h>
@@ -108,9 +123,78 @@ nomem:
   return NULL;
 }
 
+/* Tags the ArrayBuffers mapShared makes, so that dropResident touches nothing else. */
+static const napi_type_tag MAPPING_TAG = {0x77696e736e61702dULL, 0x6d61707368617265ULL};
+
+typedef struct {
+  void *addr;
+  size_t len;
+} mapping_t;
+
+static void unmap_finalize(napi_env env, void *data, void *hint) {
+  mapping_t *m = hint;
+  munmap(m->addr, m->len);
+  free(m);
+}
+
+static napi_value map_shared(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t fd;
+  int64_t length;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
+      napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_int64(env, argv[1], &length) != napi_ok ||
+      length <= 0) {
+    napi_throw_type_error(env, NULL, "mapShared(fd, length): fd and a positive length");
+    return NULL;
+  }
+  mapping_t *m = malloc(sizeof *m);
+  if (!m) {
+    napi_throw_error(env, "ENOMEM", "mapShared: out of memory");
+    return NULL;
+  }
+  m->len = (size_t)length;
+  m->addr = mmap(NULL, m->len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (m->addr == MAP_FAILED) {
+    int err = errno;
+    free(m);
+    return throw_errno(env, "mmap", err);
+  }
+  napi_value ab;
+  if (napi_create_external_arraybuffer(env, m->addr, m->len, unmap_finalize, m, &ab) != napi_ok) {
+    munmap(m->addr, m->len);
+    free(m);
+    return NULL;
+  }
+  if (napi_type_tag_object(env, ab, &MAPPING_TAG) != napi_ok) return NULL;
+  return ab;
+}
+
+static napi_value drop_resident(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  bool ours = false;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
+      napi_check_object_type_tag(env, argv[0], &MAPPING_TAG, &ours) != napi_ok || !ours) {
+    napi_throw_type_error(env, NULL, "dropResident(buffer): buffer must come from mapShared");
+    return NULL;
+  }
+  void *data;
+  size_t len;
+  if (napi_get_arraybuffer_info(env, argv[0], &data, &len) != napi_ok) return NULL;
+  if (len > 0 && madvise(data, len, MADV_DONTNEED) != 0) return throw_errno(env, "madvise", errno);
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
-  napi_value fn;
-  if (napi_create_function(env, "dataExtents", NAPI_AUTO_LENGTH, data_extents, NULL, &fn) != napi_ok) return NULL;
-  if (napi_set_named_property(env, exports, "dataExtents", fn) != napi_ok) return NULL;
+  static const struct {
+    const char *name;
+    napi_callback fn;
+  } fns[] = {{"dataExtents", data_extents}, {"mapShared", map_shared}, {"dropResident", drop_resident}};
+  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+    napi_value fn;
+    if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &fn) != napi_ok) return NULL;
+    if (napi_set_named_property(env, exports, fns[i].name, fn) != napi_ok) return NULL;
+  }
   return exports;
 }

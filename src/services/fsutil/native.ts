@@ -5,12 +5,16 @@
  *
  * - `dataExtents(fd, size)`: the ranges of a file that may hold data, from
  *   lseek(SEEK_DATA/SEEK_HOLE); holes need not be read. Fallback: the whole file.
+ * - `mapShared(fd, length)` / `dropResident(buffer)`: a file-backed shared mapping, and
+ *   madvise(MADV_DONTNEED) of it (spill.ts). Fallback: none; callers keep their tables in memory.
  */
 import { createRequire } from 'node:module';
 import { packagePath } from './package-path.js';
 
 interface FsxBinding {
   dataExtents(fd: number, size: number): Float64Array;
+  mapShared(fd: number, length: number): ArrayBuffer;
+  dropResident(buffer: ArrayBuffer): void;
 }
 
 export interface Extent {
@@ -60,4 +64,10 @@ export function dataExtents(fd: number, size: number): Extent[] {
   const out: Extent[] = [];
   for (let i = 0; i < flat.length; i += 2) out.push({ start: flat[i]!, end: flat[i + 1]! });
   return out;
+}
+
+/** The native helper's memory-mapping calls, or undefined without it (see spill.ts). */
+export function mappingCalls(): Pick<FsxBinding, 'mapShared' | 'dropResident'> | undefined {
+  const b = load();
+  return b ? { mapShared: b.mapShared, dropResident: b.dropResident } : undefined;
 }
