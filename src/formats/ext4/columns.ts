@@ -8,8 +8,15 @@
  * address-space limit (RLIMIT_AS, `ulimit -v`) keeps room for V8's own heap; a table that
  * outgrows it moves once to a reservation four times larger (copying its rows), and its owner
  * re-reads the arrays (`growTo` says when).
+ *
+ * With a spill policy, a table that grows past `afterRows` rows moves instead into files
+ * mapped into memory (services/fsutil/spill.ts), one per column, whose pages the process drops
+ * from its resident set as it goes: its memory then stays bounded however large the table gets.
+ * A spilled column's array is as long as its file (rows past `rows` are zero); a spilled table
+ * that outgrows its files grows them (no copy: the data is in the files) and moves its arrays.
  */
 import { invalidArgument } from '../../services/errdefs.js';
+import { MappedFile, type SpillPolicy } from '../../services/fsutil/spill.js';
 
 export interface ResizableArrayBuffer extends ArrayBuffer {
   readonly maxByteLength: number;
@@ -40,9 +47,13 @@ export const RESERVED_ROWS = 2 ** 20;
 type Make = { new (buffer: ArrayBuffer): Column; BYTES_PER_ELEMENT: number };
 
 export class Columns {
-  private readonly cols: { make: Make; array: Column }[] = [];
-  /** rows the current buffers may grow to in place */
+  private readonly cols: { make: Make; array: Column; file?: MappedFile }[] = [];
+  /** files of scratch() arrays, closed with the table */
+  private readonly scratchFiles: MappedFile[] = [];
+  /** rows the current buffers may grow to in place (spilled: the rows the files hold) */
   private reserved: number;
+  /** whether the columns live in mapped files */
+  spilled = false;
 
   /**
    * `rows` now, at most `maxRows` ever (`what` names a row in the error past that), address
@@ -53,6 +64,7 @@ export class Columns {
     private readonly maxRows: number,
     private readonly what: string,
     reservedRows = RESERVED_ROWS,
+    private readonly spill?: SpillPolicy,
   ) {
     this.reserved = Math.min(maxRows, Math.max(rows, reservedRows));
   }
@@ -82,6 +94,8 @@ export class Columns {
     let rows = this.rows;
     while (rows <= row) rows *= 2;
     rows = Math.min(most, rows);
+    if (this.spilled) return this.growFiles(rows);
+    if (this.spill && rows > this.spill.afterRows && this.moveToFiles(rows)) return true;
     if (rows <= this.reserved) {
       for (const c of this.cols) (c.array.buffer as ResizableArrayBuffer).resize(rows * c.make.BYTES_PER_ELEMENT);
       this.rows = rows;
@@ -99,5 +113,55 @@ export class Columns {
     this.reserved = reserved;
     this.rows = rows;
     return true;
+  }
+
+  /** Moves the columns into mapped files of 4× `rows` rows; false (nothing moved) when files cannot be made. */
+  private moveToFiles(rows: number): boolean {
+    const reserved = Math.min(this.maxRows, rows * 4);
+    const files: MappedFile[] = [];
+    for (const c of this.cols) {
+      const f = MappedFile.create(this.spill!.dir, reserved * c.make.BYTES_PER_ELEMENT);
+      if (!f) {
+        for (const g of files) g.close();
+        return false;
+      }
+      files.push(f);
+    }
+    this.cols.forEach((c, i) => {
+      const array = new c.make(files[i]!.buffer);
+      array.set(c.array as never);
+      (c.array.buffer as ResizableArrayBuffer).resize(0); // frees the memory now, not at the next collection
+      c.array = array;
+      c.file = files[i];
+    });
+    this.spilled = true;
+    this.reserved = reserved;
+    this.rows = rows;
+    return true;
+  }
+
+  private growFiles(rows: number): boolean {
+    this.rows = rows;
+    if (rows <= this.reserved) return false;
+    this.reserved = Math.min(this.maxRows, Math.max(rows, this.reserved * 4));
+    for (const c of this.cols) c.array = new c.make(c.file!.grow(this.reserved * c.make.BYTES_PER_ELEMENT));
+    return true;
+  }
+
+  /**
+   * A zeroed array of `length` elements that is not a column (e.g. an order of the rows),
+   * in a mapped file when the columns are (and one can be made), else in memory.
+   */
+  scratch<T extends Column>(make: { new (buffer: ArrayBuffer): T; new (length: number): T; BYTES_PER_ELEMENT: number }, length: number): T {
+    const f = this.spilled && length > 0 ? MappedFile.create(this.spill!.dir, length * make.BYTES_PER_ELEMENT) : undefined;
+    if (!f) return new make(length);
+    this.scratchFiles.push(f);
+    return new make(f.buffer);
+  }
+
+  /** Releases spilled columns' files, and scratch arrays' (the arrays must not be used after). */
+  close(): void {
+    for (const c of this.cols) c.file?.close();
+    for (const f of this.scratchFiles.splice(0)) f.close();
   }
 }

@@ -11,7 +11,8 @@
  * are the same entry exactly when their on-disk bytes are the same.
  */
 import { invalidArgument } from '../../services/errdefs.js';
-import { Columns, RESERVED_ROWS, reserveBuffer, type ResizableArrayBuffer } from './columns.js';
+import { Columns, RESERVED_ROWS } from './columns.js';
+import { MappedFile, TRIM_EVERY, trimResident, type SpillPolicy } from '../../services/fsutil/spill.js';
 
 /** Longest name a directory entry holds (ext4 name_len is one byte). */
 export const MAX_NAME_BYTES = 255;
@@ -25,6 +26,8 @@ const MAX_ENTRIES = 2 ** 25;
 const MAX_ARENA = 2 ** 31;
 /** Address space reserved for the arena at first (moved to 4× more when outgrown, see columns.ts). */
 const ARENA_RESERVED = 2 ** 26;
+/** A spilled table's arena spills after this many bytes a row (names average less). */
+const ARENA_BYTES_PER_ROW = 16;
 
 /** UTF-8 of `s` into `out` (at most MAX_NAME_BYTES + 3 bytes are written); returns the length, or -1 past 255 bytes. */
 function encodeName(s: string, out: Uint8Array): number {
@@ -94,9 +97,9 @@ export class DirectoryEntries {
   private hashOf: U32;
   /** the next entry of the same directory (a handle) */
   private nextOf: U32;
-  /** UTF-8 names, back to back */
-  private arenaBuffer: ResizableArrayBuffer;
-  /** the arena (length-tracking: valid as it grows in place; replaced when it moves) */
+  /** UTF-8 names, back to back: a one-column table of bytes */
+  private readonly arena: Columns;
+  /** the arena's bytes (replaced when it moves) */
   names: U8;
   private arenaUsed = 0;
   /** each directory's first and last entry (handles), indexed by the directory's node id */
@@ -105,24 +108,35 @@ export class DirectoryEntries {
   private lastOf: U32;
   /** open addressing, linear probing: handles, 0 = empty; at most half full */
   private table = new Uint32Array(INITIAL_ENTRIES * 2);
+  /** the file holding `table`, once the rows spilled */
+  private tableFile: MappedFile | undefined;
   /** the name of the last find(), encoded, and its hash and directory (for add() right after) */
   private readonly scratch = new Uint8Array(MAX_NAME_BYTES + 4);
   private foundLen = 0;
   private foundHash = 0;
   private foundDir = -1;
 
-  /** `reservedRows` and `arenaReserved`: address space reserved at first (see columns.ts; lower only in tests) */
-  constructor(reservedRows = RESERVED_ROWS, arenaReserved = ARENA_RESERVED) {
-    this.rows = new Columns(INITIAL_ENTRIES, MAX_ENTRIES, 'directory entries', reservedRows);
+  /**
+   * `reservedRows` and `arenaReserved`: address space reserved at first (see columns.ts; lower
+   * only in tests); `spill`: where and when the tables move to files (columns.ts; none: they
+   * stay in memory).
+   */
+  constructor(
+    reservedRows = RESERVED_ROWS,
+    arenaReserved = ARENA_RESERVED,
+    private readonly spill?: SpillPolicy,
+  ) {
+    this.rows = new Columns(INITIAL_ENTRIES, MAX_ENTRIES, 'directory entries', reservedRows, spill);
     this.dirOf = this.rows.add(Uint32Array);
     this.nodeOf = this.rows.add(Uint32Array);
     this.nameAt = this.rows.add(Uint32Array);
     this.nameLen = this.rows.add(Uint8Array);
     this.hashOf = this.rows.add(Uint32Array);
     this.nextOf = this.rows.add(Uint32Array);
-    this.arenaBuffer = reserveBuffer(1 << 16, Math.max(1 << 16, arenaReserved));
-    this.names = new Uint8Array(this.arenaBuffer);
-    this.dirs = new Columns(INITIAL_ENTRIES, MAX_ENTRIES, 'directories', reservedRows);
+    const arenaSpill = spill && { dir: spill.dir, afterRows: spill.afterRows * ARENA_BYTES_PER_ROW };
+    this.arena = new Columns(1 << 16, MAX_ARENA, 'bytes of names', Math.max(1 << 16, arenaReserved), arenaSpill);
+    this.names = this.arena.add(Uint8Array);
+    this.dirs = new Columns(INITIAL_ENTRIES, MAX_ENTRIES, 'directories', reservedRows, spill);
     this.firstOf = this.dirs.add(Uint32Array);
     this.lastOf = this.dirs.add(Uint32Array);
   }
@@ -182,7 +196,7 @@ export class DirectoryEntries {
     if (this.count >= this.rows.rows && this.rows.growTo(this.count)) {
       [this.dirOf, this.nodeOf, this.nameAt, this.nameLen, this.hashOf, this.nextOf] = this.rows.arrays() as [U32, U32, U32, U8, U32, U32];
     }
-    if (this.arenaUsed + len > this.names.length) this.growArena(len);
+    if (this.arenaUsed + len > this.arena.rows && this.arena.growTo(this.arenaUsed + len - 1)) this.names = this.arena.arrays()[0] as U8;
     if (dir >= this.dirs.rows && this.dirs.growTo(dir)) [this.firstOf, this.lastOf] = this.dirs.arrays() as [U32, U32];
     const i = this.count++;
     const names = this.names;
@@ -254,23 +268,25 @@ export class DirectoryEntries {
     table[slot] = handle;
   }
 
+  /** Doubles the table (into a file once the rows have spilled, see columns.ts). */
   private rehash(): void {
-    this.table = new Uint32Array(this.table.length * 2);
-    for (let i = 0; i < this.count; i++) this.insert(i + 1, this.hashOf[i]!);
+    const slots = this.table.length * 2;
+    const file = this.rows.spilled ? MappedFile.create(this.spill!.dir, slots * 4) : undefined;
+    this.tableFile?.close();
+    this.tableFile = file;
+    this.table = file ? new Uint32Array(file.buffer) : new Uint32Array(slots);
+    for (let i = 0; i < this.count; i++) {
+      if ((i & TRIM_EVERY) === 0) trimResident();
+      this.insert(i + 1, this.hashOf[i]!);
+    }
   }
 
-  private growArena(len: number): void {
-    const want = Math.min(MAX_ARENA, Math.max(this.names.length * 2, this.arenaUsed + len));
-    if (this.arenaUsed + len > want) throw invalidArgument(`more than ${MAX_ARENA} bytes of names in one ext4 image`);
-    if (want <= this.arenaBuffer.maxByteLength) {
-      this.arenaBuffer.resize(want);
-      return;
-    }
-    // past the reservation: move to one four times larger (or as large as the process may reserve)
-    const buffer = reserveBuffer(want, Math.min(MAX_ARENA, this.arenaBuffer.maxByteLength * 4));
-    const names = new Uint8Array(buffer);
-    names.set(this.names.subarray(0, this.arenaUsed));
-    this.arenaBuffer = buffer;
-    this.names = names;
+  /** Releases spilled tables' files (the entries must not be used after). */
+  close(): void {
+    this.rows.close();
+    this.dirs.close();
+    this.arena.close();
+    this.tableFile?.close();
+    this.tableFile = undefined;
   }
 }

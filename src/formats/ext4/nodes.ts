@@ -13,6 +13,7 @@
 import type { PlacedXattrs } from './xattr.js';
 import type { TarTime } from '../tar/types.js';
 import { Columns, RESERVED_ROWS, type Column } from './columns.js';
+import { TRIM_EVERY, trimResident, type SpillPolicy } from '../../services/fsutil/spill.js';
 
 /** Node kinds, as stored in the `kind` column. */
 export const KIND = { file: 0, dir: 1, symlink: 2, char: 3, block: 4, fifo: 5 } as const;
@@ -84,13 +85,15 @@ export class NodeTable {
 
   /**
    * `maxNodes`: the most nodes this table takes (MAX_NODES; lower only in tests), and
-   * `reservedRows` the rows reserved at first (see columns.ts; lower only in tests).
+   * `reservedRows` the rows reserved at first (see columns.ts; lower only in tests), and
+   * `spill` where and when the columns move to files (columns.ts; none: they stay in memory).
    */
   constructor(
     private readonly maxNodes = MAX_NODES,
     reservedRows = RESERVED_ROWS,
+    spill?: SpillPolicy,
   ) {
-    this.columns = new Columns(INITIAL_CAPACITY, MAX_NODES, 'inodes', reservedRows);
+    this.columns = new Columns(INITIAL_CAPACITY, MAX_NODES, 'inodes', reservedRows, spill);
     for (const name of COLUMN_NAMES) this.columns.add<Column>(COLUMNS[name]);
     this.rebind();
   }
@@ -103,6 +106,7 @@ export class NodeTable {
   add(kind: Kind, perm: number, uid: number, gid: number, atime?: TarTime, mtime?: TarTime, ctime?: TarTime): number {
     if (this.count === this.columns.rows && this.columns.growTo(this.count, this.maxNodes)) this.rebind();
     const id = this.count++;
+    if ((id & TRIM_EVERY) === 0) trimResident();
     const mSec = mtime ? Number(mtime.sec) : 0;
     const mNsec = mtime ? mtime.nsec : 0;
     this.kind[id] = KIND[kind];
@@ -130,6 +134,21 @@ export class NodeTable {
     COLUMN_NAMES.forEach((name, i) => {
       (this as unknown as Record<string, Column>)[name] = arrays[i]!;
     });
+  }
+
+  /** A zeroed array of `length` node ids (an order of nodes): in a file too once the columns spilled. */
+  newOrder(length: number): Uint32Array<ArrayBuffer> {
+    return this.columns.scratch(Uint32Array, length);
+  }
+
+  /** Whether the columns live in files (columns.ts). */
+  get spilled(): boolean {
+    return this.columns.spilled;
+  }
+
+  /** Releases the columns' files, if they spilled (the table must not be used after). */
+  close(): void {
+    this.columns.close();
   }
 
   /** The node's side record, made on first use. */

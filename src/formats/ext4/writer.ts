@@ -24,7 +24,9 @@
  */
 import { close, closeSync, ftruncateSync, lstatSync, openSync, unlinkSync, write, writeSync } from 'node:fs';
 import { createHash } from 'node:crypto';
+import { dirname, resolve } from 'node:path';
 import { invalidArgument } from '../../services/errdefs.js';
+import { TRIM_EVERY, trimResident } from '../../services/fsutil/spill.js';
 import type { TarEntry } from '../tar/reader.js';
 import type { TarTime } from '../tar/types.js';
 import { encodeXattrBlock, placeXattrs, writeInInodeXattrs, type Xattr } from './xattr.js';
@@ -65,7 +67,22 @@ export interface Ext4WriterOptions {
   maxDiskSize?: number;
   /** store small regular files inside their inodes (inline_data: i_block + `system.data`) */
   inlineData?: boolean;
+  /**
+   * Where the inode and directory-entry tables spill once the layer has more than
+   * `spillAfterRows` entries (default SPILL_AFTER_ROWS), so that memory stays bounded whatever
+   * the layer's size: unlinked temporary files in this directory (default: the output's),
+   * mapped into memory (columns.ts, services/fsutil/spill.ts). Set `spillAfterRows` to
+   * Infinity to keep them in memory.
+   */
+  spillDir?: string;
+  spillAfterRows?: number;
 }
+
+/**
+ * Entries after which the writer's tables spill to files: 2^17, where they hold ~14 MiB and
+ * the conversion's resident set is ~85 MiB (docs/lcow.md, "Memory").
+ */
+export const SPILL_AFTER_ROWS = 2 ** 17;
 
 /** Largest file inline data can hold: 60 bytes of i_block + a `system.data` value in the inode. */
 export const INLINE_MAX = 60 + 68;
@@ -167,9 +184,9 @@ export class Ext4Writer {
   private readonly gdtReserved: number;
   private next: number;
   /** every inode made so far; ids are creation order */
-  private readonly nodes = new NodeTable();
+  private readonly nodes: NodeTable;
   /** every directory's entries */
-  private readonly entries = new DirectoryEntries();
+  private readonly entries: DirectoryEntries;
   /** parentOf's cache: the directory path (all but the last part) of the last entry, and its node */
   private lastDirParts: string[] = [];
   private lastDir = ROOT;
@@ -201,6 +218,9 @@ export class Ext4Writer {
     this.gdtReserved = Math.ceil(Math.ceil(this.maxBlocks / BLOCKS_PER_GROUP) / (BLOCK / 32));
     this.next = 1 + this.gdtReserved;
     this.bufStart = this.next;
+    const spill = { dir: opts.spillDir ?? dirname(resolve(path)), afterRows: opts.spillAfterRows ?? SPILL_AFTER_ROWS };
+    this.nodes = new NodeTable(undefined, undefined, spill);
+    this.entries = new DirectoryEntries(undefined, undefined, spill);
     // an existing regular file is replaced by a new one rather than truncated: ext4 (auto_da_alloc)
     // flushes a truncated-and-rewritten file on close, which stalls for the whole image. It is
     // held open while unlinked, so freeing its blocks happens when that descriptor is closed on
@@ -288,6 +308,7 @@ export class Ext4Writer {
    */
   private flush(): void {
     if (this.writeError) throw this.writeError;
+    trimResident();
     const data = this.buf.subarray(0, this.bufLen);
     const pos = this.bufStart * BLOCK;
     const end = this.next;
@@ -331,6 +352,7 @@ export class Ext4Writer {
   }
 
   private writeAt(data: Buffer, pos: number): void {
+    trimResident();
     let off = 0;
     while (off < data.length) off += writeSync(this.fd, data, off, data.length - off, pos + off);
   }
@@ -635,6 +657,7 @@ export class Ext4Writer {
       this.finishing = true;
       return this.finish(uuidSeed);
     } finally {
+      this.closeTables();
       closeSync(this.fd);
       await this.releasingOld;
     }
@@ -644,6 +667,7 @@ export class Ext4Writer {
   async abort(): Promise<void> {
     await this.writing;
     await this.releasingOld;
+    this.closeTables();
     try {
       closeSync(this.fd);
     } catch {
@@ -651,26 +675,30 @@ export class Ext4Writer {
     }
   }
 
+  /** Releases the tables' spill files, if they spilled. */
+  private closeTables(): void {
+    this.nodes.close();
+    this.entries.close();
+  }
+
   /** Live inodes in inode-number order, with link counts and parents set. */
   private numberInodes(): Uint32Array {
     const t = this.nodes;
-    const live = new Uint8Array(t.count);
+    // a node is live once the walk gives it a link count (every column starts at zero)
     let liveCount = 0;
+    let visited = 0;
     const walk = (dir: number, parent: number) => {
       t.parent[dir] = parent;
-      live[dir] = 1;
       liveCount++;
       let subdirs = 0;
       const d = this.entries;
       for (let e = d.first(dir); e !== 0; e = d.next(e)) {
         const c = d.node(e);
+        if ((++visited & TRIM_EVERY) === 0) trimResident();
         if (t.kind[c] === DIR) {
           subdirs++;
           walk(c, dir);
-        } else if (t.links[c]++ === 0) {
-          live[c] = 1;
-          liveCount++;
-        }
+        } else if (t.links[c]++ === 0) liveCount++;
       }
       t.links[dir] = 2 + subdirs;
     };
@@ -678,11 +706,14 @@ export class Ext4Writer {
     const found0 = this.entries.get(ROOT, 'lost+found');
     const lpf = found0 >= 0 && t.kind[found0] === DIR ? found0 : -1;
     // root, lost+found, then every other live node in creation order (= id order)
-    const byIno = new Uint32Array(liveCount);
+    const byIno = t.newOrder(liveCount);
     let at = 0;
     byIno[at++] = ROOT;
     if (lpf >= 0) byIno[at++] = lpf;
-    for (let n = 0; n < t.count; n++) if (live[n] && n !== ROOT && n !== lpf) byIno[at++] = n;
+    for (let n = 0; n < t.count; n++) {
+      if ((n & TRIM_EVERY) === 0) trimResident();
+      if (t.links[n] !== 0 && n !== ROOT && n !== lpf) byIno[at++] = n;
+    }
     t.ino[ROOT] = 2;
     let ino = FIRST_INO;
     for (let i = 1; i < byIno.length; i++) {
@@ -697,10 +728,8 @@ export class Ext4Writer {
     const t = this.nodes;
     const kind = t.kind[n]!;
     if (kind === DIR) {
-      const blocks = this.encodeDir(n, t.parent[n]!);
-      const first = this.append(blocks);
-      const count = blocks.length / BLOCK;
-      t.size[n] = blocks.length;
+      const { first, count } = this.appendDir(n, t.parent[n]!);
+      t.size[n] = count * BLOCK;
       const x: number[] = [];
       for (let i = 0; i < count; i += MAX_EXTENT_LEN) x.push(i, Math.min(MAX_EXTENT_LEN, count - i), first + i);
       t.setExtents(n, x);
@@ -753,7 +782,10 @@ export class Ext4Writer {
     // every block from here to M belongs to a live inode
     this.flush();
     const metaStart = this.next;
-    for (let i = 0; i < byIno.length; i++) this.appendInodeMetadata(byIno[i]!);
+    for (let i = 0; i < byIno.length; i++) {
+      if ((i & TRIM_EVERY) === 0) trimResident();
+      this.appendInodeMetadata(byIno[i]!);
+    }
     this.flush();
 
     // groups and inode tables
@@ -807,6 +839,7 @@ export class Ext4Writer {
     const used = new Uint8Array(groups * BLOCK);
     setBits(used, 0, 1 + gdtBlocks);
     for (let i = 0; i < byIno.length; i++) {
+      if ((i & TRIM_EVERY) === 0) trimResident();
       const n = byIno[i]!;
       if (t.kind[n] !== FILE || t.firstLength[n] === 0) continue;
       if (t.firstPhysical[n]! < metaStart) setBits(used, t.firstPhysical[n]!, t.firstLength[n]!);
@@ -830,6 +863,7 @@ export class Ext4Writer {
     let freeInodes = 0;
     const dirsByGroup = new Array<number>(groups).fill(0);
     for (let i = 0; i < byIno.length; i++) {
+      if ((i & TRIM_EVERY) === 0) trimResident();
       const n = byIno[i]!;
       if (t.kind[n] === DIR) dirsByGroup[Math.floor((t.ino[n]! - 1) / ipg)]!++;
     }
@@ -864,15 +898,21 @@ export class Ext4Writer {
     return { size: total * BLOCK, blocks: total, inodes: inodeCount, uuid };
   }
 
-  /** The directory's blocks (linear entries: ".", "..", then children in insertion order). */
-  private encodeDir(dir: number, parent: number): Buffer {
+  /**
+   * Appends the directory's blocks (linear entries: ".", "..", then children in insertion
+   * order), up to WRITE_BUFFER bytes at a time, so a directory of millions of entries needs no
+   * buffer of its size; returns its first block and block count.
+   */
+  private appendDir(dir: number, parent: number): { first: number; count: number } {
     const t = this.nodes;
     const d = this.entries;
     const recLen = (nameBytes: number) => (8 + nameBytes + 3) & ~3;
-    // size first, so the blocks are one allocation
+    // count the blocks first: a small directory is then one allocation of its size
     let blocks = 1;
     let pos = recLen(1) + recLen(2);
+    let seen = 0;
     for (let e = d.first(dir); e !== 0; e = d.next(e)) {
+      if ((++seen & TRIM_EVERY) === 0) trimResident();
       const len = recLen(d.nameLength(e));
       if (pos + len > BLOCK) {
         blocks++;
@@ -880,8 +920,13 @@ export class Ext4Writer {
       }
       pos += len;
     }
-    const out = Buffer.alloc(blocks * BLOCK);
-    const v = viewOf(out);
+    const piece = Buffer.alloc(Math.min(blocks * BLOCK, WRITE_BUFFER));
+    const v = viewOf(piece);
+    let first = -1;
+    const appendPiece = (bytes: number) => {
+      const at = this.append(bytes === piece.length ? piece : piece.subarray(0, bytes));
+      if (first < 0) first = at;
+    };
     let base = 0;
     pos = 0;
     let lastAt = -1;
@@ -889,27 +934,35 @@ export class Ext4Writer {
     const put = (ino: number, type: number, names: Uint8Array, nameAt: number, nameBytes: number) => {
       const len = recLen(nameBytes);
       if (pos + len > BLOCK) {
-        v.setUint16(lastAt + 4, BLOCK - (lastAt - base), true);
+        v.setUint16(lastAt + 4, BLOCK - (lastAt - base), true); // the block's last entry takes its rest
         base += BLOCK;
         pos = 0;
+        if (base === piece.length) {
+          appendPiece(base);
+          piece.fill(0);
+          base = 0;
+        }
       }
       const at = base + pos;
       v.setUint32(at, ino, true);
       v.setUint16(at + 4, len, true);
-      out[at + 6] = nameBytes;
-      out[at + 7] = type;
-      out.set(names.subarray(nameAt, nameAt + nameBytes), at + 8);
+      piece[at + 6] = nameBytes;
+      piece[at + 7] = type;
+      piece.set(names.subarray(nameAt, nameAt + nameBytes), at + 8);
       lastAt = at;
       pos += len;
     };
     put(t.ino[dir]!, FILE_TYPE[DIR], DOTS, 0, 1);
     put(t.ino[parent]!, FILE_TYPE[DIR], DOTS, 0, 2);
+    seen = 0;
     for (let e = d.first(dir); e !== 0; e = d.next(e)) {
+      if ((++seen & TRIM_EVERY) === 0) trimResident();
       const c = d.node(e);
       put(t.ino[c]!, FILE_TYPE[t.kind[c]!]!, d.names, d.nameOffset(e), d.nameLength(e));
     }
     v.setUint16(lastAt + 4, BLOCK - (lastAt - base), true);
-    return out;
+    appendPiece(base + BLOCK);
+    return { first, count: blocks };
   }
 
   /** The in-inode extent index root for more than four extents; the tree blocks are appended now. */

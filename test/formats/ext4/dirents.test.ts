@@ -1,13 +1,16 @@
 /**
  * The writer's directory entries against a model (a Map per directory, which keeps insertion
  * order and replaces in place): random operations over a few directories and a small name
- * alphabet (so names repeat), across table growth; names stored as Buffer encodes them.
+ * alphabet (so names repeat), across table growth; names stored as Buffer encodes them. Spilled
+ * to files (columns.ts), the table answers exactly as in memory.
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { DirectoryEntries, MAX_NAME_BYTES } from '../../../src/formats/ext4/dirents.js';
 import { kindOf } from '../../../src/services/errdefs.js';
+import { spilledTables } from '../../../src/services/fsutil/spill.js';
+import { tempDir } from '../../helpers/tools.js';
 
 function listed(d: DirectoryEntries, dir: number): [string, number][] {
   const out: [string, number][] = [];
@@ -55,6 +58,35 @@ describe('DirectoryEntries', () => {
     assert.equal(dir0.length, Math.ceil(n / 97));
     assert.deepEqual(dir0.slice(0, 2).map(([, node]) => node), [0, 97]);
     assert.equal(d.count, n + 1);
+  });
+
+  test('spilled to files, the entries, their order and every lookup are as in memory', () => {
+    const t = tempDir();
+    try {
+      const before = spilledTables();
+      const mem = new DirectoryEntries();
+      const spilled = new DirectoryEntries(undefined, undefined, { dir: t.path, afterRows: 1000 });
+      const n = 40_000;
+      for (let i = 0; i < n; i++) {
+        const dir = (i * 31) % 1201;
+        const name = `n${i % 30_000}-${'é'.repeat(i % 5)}`; // names repeat: replaced in place
+        mem.set(dir, name, i);
+        spilled.set(dir, name, i);
+      }
+      assert.equal(spilledTables(), before + 8, 'the six row columns, the names and the hash table spilled');
+      assert.equal(spilled.count, mem.count);
+      for (let dir = 0; dir < 1201; dir++) assert.deepEqual(listed(spilled, dir), listed(mem, dir));
+      for (let i = 0; i < n; i += 13) {
+        const dir = (i * 31) % 1201;
+        const name = `n${i % 30_000}-${'é'.repeat(i % 5)}`;
+        assert.equal(spilled.get(dir, name), mem.get(dir, name));
+        assert.equal(spilled.get(dir + 1, name), mem.get(dir + 1, name));
+      }
+      spilled.close();
+      assert.equal(spilledTables(), before);
+    } finally {
+      t.cleanup();
+    }
   });
 
   test('a lone surrogate is stored as U+FFFD, so it names the same entry as U+FFFD', () => {
