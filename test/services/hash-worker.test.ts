@@ -1,12 +1,13 @@
 /**
  * The hashing worker: digests and dm-verity level-0 hashes computed on another thread must
  * equal node:crypto computed here, block by block; blocks past the end hash as zero blocks;
- * failures surface as Unavailable errors.
+ * level-0 hashes written to a file land where their blocks say; failures surface as
+ * Unavailable errors.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -49,6 +50,21 @@ describe('HashWorker', () => {
       const want = createHash('sha256').update(salt).update(block).digest();
       assert.ok(got.subarray((b - from) * 32, (b - from + 1) * 32).equals(want), `block ${b}`);
     }
+  });
+
+  test('verityLevel0ToFile writes the same hashes to a file at 32 bytes a block, runs in any order', async () => {
+    const salt = randomBytes(32);
+    const blocks = Math.ceil(data.length / 4096) + 2;
+    const want = await w.verityLevel0(file, 0, blocks, salt);
+    const out = join(dir, 'level0');
+    const fd = openSync(out, 'w+');
+    try {
+      // a run much longer than the worker's 1 MiB read buffer, then the rest before it
+      await Promise.all([w.verityLevel0ToFile(file, 300, blocks, salt, fd), w.verityLevel0ToFile(file, 0, 300, salt, fd)]);
+    } finally {
+      closeSync(fd);
+    }
+    assert.ok(readFileSync(out).equals(want));
   });
 
   test('a missing file is an Unavailable error naming it; the worker keeps serving', async () => {

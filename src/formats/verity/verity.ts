@@ -5,11 +5,15 @@
  * block, levels zero-padded, stored top level first; root = sha256(salt ‖ top block).
  * The 512-byte superblock ("verity\0\0", version 1, hash type 1, algorithm "sha256")
  * precedes the tree. Defaults as hcsshim: 32 zero bytes of salt; the UUID is derived from the
- * root hash (hcsshim's is random). Data is streamed; only the tree is kept in memory.
+ * root hash (hcsshim's is random). Data is streamed; only the tree is kept in memory, or
+ * with Level0File only the levels above level 0 (1/16384 of the data: 64 KiB a GiB), level 0
+ * (1/128 of the data) waiting in a temporary file.
  */
 import { createHash } from 'node:crypto';
+import { closeSync, readSync, writeSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { invalidArgument } from '../../services/errdefs.js';
+import { openTempFile } from '../../services/fsutil/spill.js';
 
 export const VERITY_BLOCK = 4096;
 const HASH = 32;
@@ -74,6 +78,94 @@ export function verityTreeFromLevel0(hashes: Buffer, dataBlocks: number, salt: B
   }
   const top = levels[levels.length - 1]!;
   return { rootHash: hashBlock(salt, top), tree: Buffer.concat(levels.reverse()), dataBlocks, salt };
+}
+
+/** pwrite of all of `data` at `pos`. */
+function writeAll(fd: number, data: Uint8Array, pos: number): void {
+  for (let off = 0; off < data.length; ) off += writeSync(fd, data, off, data.length - off, pos + off);
+}
+
+/**
+ * Level-0 hashes kept in an unlinked temporary file rather than in memory, for big images:
+ * `put` stores hashes computed elsewhere (e.g. on a worker, in any order) at their blocks'
+ * place; `finish` builds the levels above from the file and `writeTree` writes the whole tree,
+ * top level first, level 0 copied from the file. Gives the same tree as verityTreeFromLevel0.
+ */
+export class Level0File {
+  /** the temporary file (for writers on other threads: hashes of block b at byte b * 32) */
+  readonly fd: number;
+  private closed = false;
+
+  /** `dir`: where the temporary file goes (the output's directory: it takes 1/128 of the image). */
+  constructor(dir: string) {
+    this.fd = openTempFile(dir);
+  }
+
+  /** Stores the level-0 hashes (32 bytes each) of the data blocks from `fromBlock`. */
+  put(fromBlock: number, hashes: Uint8Array): void {
+    if (this.closed) throw invalidArgument('verity: level-0 hashes put after the file was closed');
+    writeAll(this.fd, hashes, fromBlock * HASH);
+  }
+
+  /**
+   * The root hash and the levels above level 0 (top level first; empty when level 0 is a
+   * single block) of the tree over `dataBlocks` blocks, whose hashes must all have been put.
+   */
+  finish(dataBlocks: number, salt: Buffer = DEFAULT_SALT): { rootHash: Buffer; upper: Buffer; level0Bytes: number } {
+    if (dataBlocks <= 0) throw invalidArgument(`verity: ${dataBlocks} data blocks`);
+    const hashBlocks = Math.ceil(dataBlocks / PER_BLOCK);
+    const level0Bytes = hashBlocks * VERITY_BLOCK;
+    const hashBytes = dataBlocks * HASH;
+    // level 1: the hashes of level 0's blocks (its last block zero-padded), read back in 1 MiB runs
+    const level1 = Buffer.alloc(hashBlocks * HASH);
+    const buf = Buffer.alloc(1 << 20);
+    for (let b = 0; b < hashBlocks; ) {
+      const n = Math.min(buf.length / VERITY_BLOCK, hashBlocks - b);
+      const start = b * VERITY_BLOCK;
+      const want = Math.min(n * VERITY_BLOCK, hashBytes - start);
+      let got = 0;
+      while (got < want) {
+        const r = readSync(this.fd, buf, got, want - got, start + got);
+        if (r === 0) throw invalidArgument(`verity: level-0 hashes end at byte ${start + got} of ${hashBytes}`);
+        got += r;
+      }
+      buf.fill(0, want, n * VERITY_BLOCK);
+      for (let i = 0; i < n; i++) hashBlock(salt, buf.subarray(i * VERITY_BLOCK, (i + 1) * VERITY_BLOCK)).copy(level1, (b + i) * HASH);
+      b += n;
+    }
+    if (hashBlocks === 1) return { rootHash: level1.subarray(0, HASH), upper: Buffer.alloc(0), level0Bytes };
+    const above = verityTreeFromLevel0(level1, hashBlocks, salt);
+    return { rootHash: above.rootHash, upper: above.tree, level0Bytes };
+  }
+
+  /** Writes `head`, the levels above level 0, then level 0 (zero-padded to `level0Bytes`) to `fd` at `pos`; returns the end. */
+  writeTree(fd: number, pos: number, head: Buffer, upper: Buffer, level0Bytes: number): number {
+    writeAll(fd, head, pos);
+    pos += head.length;
+    writeAll(fd, upper, pos);
+    pos += upper.length;
+    const buf = Buffer.alloc(1 << 20);
+    for (let off = 0; off < level0Bytes; ) {
+      const want = Math.min(buf.length, level0Bytes - off);
+      let got = 0;
+      while (got < want) {
+        const r = readSync(this.fd, buf, got, want - got, off + got);
+        if (r === 0) break; // past the hashes: the padding
+        got += r;
+      }
+      buf.fill(0, got, want);
+      writeAll(fd, buf.subarray(0, want), pos);
+      pos += want;
+      off += want;
+    }
+    return pos;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    closeSync(this.fd);
+  }
 }
 
 /** The verity superblock (512 bytes). */

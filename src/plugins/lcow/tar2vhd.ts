@@ -6,13 +6,18 @@
  * padding makes the disk a size its CHS geometry describes exactly, so readers that size a
  * VHD by geometry (qemu) see every byte. With `hashDevice` the superblock and tree go to a
  * separate file instead (dmverity-vhd's `--hash-dev-vhd`), footed the same way.
+ *
+ * Memory: the ext4 writer's tables spill to files past SPILL_AFTER_ROWS entries (writer.ts),
+ * and with the hash worker the tree's level 0 (1/128 of the image) waits in a temporary file
+ * next to the output (verity.ts Level0File), so a layer of any size converts in bounded memory.
  */
-import { appendFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, openSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { TarReader } from '../../formats/tar/reader.js';
 import { Ext4Writer, type Ext4WriterOptions } from '../../formats/ext4/writer.js';
-import { buildVerityTree, DEFAULT_SALT, encodeVeritySuperblock, verityTreeFromLevel0, VERITY_BLOCK, type VerityTree } from '../../formats/verity/verity.js';
+import { buildVerityTree, DEFAULT_SALT, encodeVeritySuperblock, Level0File, VERITY_BLOCK } from '../../formats/verity/verity.js';
 import { chsExactSize, encodeVhdFooter } from '../../formats/vhd/footer.js';
 import { failedPrecondition } from '../../services/errdefs.js';
 import { HashWorker } from '../../services/hash-worker.js';
@@ -84,6 +89,7 @@ export async function tar2vhd(tar: Readable | AsyncIterable<Buffer>, out: string
   const parallel = opts.parallel ?? !(opts.tarFile !== undefined && statSync(opts.tarFile).size < PARALLEL_MIN_BYTES);
   const hashTar = opts.digest !== false && !opts.tarDigest;
   const worker = parallel && (opts.verity || (opts.tarFile && hashTar)) ? new HashWorker() : undefined;
+  let level0File: Level0File | undefined;
   try {
     const fileDigest = worker && opts.tarFile && hashTar ? later(worker.digestFile(opts.tarFile)) : undefined;
     const hash = hashTar && !fileDigest ? createHash('sha256') : undefined;
@@ -101,12 +107,15 @@ export async function tar2vhd(tar: Readable | AsyncIterable<Buffer>, out: string
     const w = new Ext4Writer(out, opts);
     // dm-verity level 0 of each stretch of the image as soon as it is written
     const salt = DEFAULT_SALT;
-    const level0: Promise<Buffer>[] = [];
+    const level0: Promise<void>[] = [];
     let hashedTo = w.firstDataBlock;
+    // the hashes of blocks [from, to), computed on the worker, which writes them to the level-0 file
+    const hashLevel0 = (file: Level0File, from: number, to: number) => later(worker!.verityLevel0ToFile(out, from, to, salt, file.fd));
     if (worker && opts.verity) {
+      const file = (level0File = new Level0File(opts.spillDir ?? dirname(resolve(out))));
       w.onFlush = (written) => {
         if (written <= hashedTo) return;
-        level0.push(later(worker.verityLevel0(out, hashedTo, written, salt)));
+        level0.push(hashLevel0(file, hashedTo, written));
         hashedTo = written;
       };
     }
@@ -137,28 +146,35 @@ export async function tar2vhd(tar: Readable | AsyncIterable<Buffer>, out: string
     }
     const result: Tar2VhdResult = { size: ext4.size, ext4Size: ext4.size, ...(digest ? { digest } : {}), tarSize: fingerprint.bytes };
     if (opts.verity) {
-      let tree: VerityTree;
-      if (worker) {
-        const head = worker.verityLevel0(out, 0, w.firstDataBlock, salt);
-        const tail = worker.verityLevel0(out, hashedTo, ext4.blocks, salt);
-        const parts = [await head, ...(await Promise.all(level0)), await tail];
-        tree = verityTreeFromLevel0(Buffer.concat(parts), ext4.blocks, salt);
-      } else tree = await buildVerityTree(out, ext4.size, { salt });
       const sb = Buffer.alloc(VERITY_BLOCK);
-      encodeVeritySuperblock(tree).copy(sb);
-      if (opts.hashDevice) {
-        writeFileSync(opts.hashDevice, Buffer.concat([sb, tree.tree]));
-        if (opts.footer !== false) footFile(opts.hashDevice, `${seed()}:hash`);
-        result.hashOffset = 0;
+      const dest = opts.hashDevice ?? out;
+      const at = opts.hashDevice ? 0 : ext4.size;
+      if (level0File) {
+        level0.push(hashLevel0(level0File, 0, w.firstDataBlock), hashLevel0(level0File, hashedTo, ext4.blocks));
+        await Promise.all(level0);
+        const { rootHash, upper, level0Bytes } = level0File.finish(ext4.blocks, salt);
+        encodeVeritySuperblock({ dataBlocks: ext4.blocks, salt, rootHash }).copy(sb);
+        const fd = openSync(dest, opts.hashDevice ? 'w' : 'r+');
+        try {
+          level0File.writeTree(fd, at, sb, upper, level0Bytes);
+        } finally {
+          closeSync(fd);
+        }
+        result.rootHash = rootHash.toString('hex');
       } else {
-        appendFileSync(out, Buffer.concat([sb, tree.tree]));
-        result.hashOffset = ext4.size;
+        const tree = await buildVerityTree(out, ext4.size, { salt });
+        encodeVeritySuperblock(tree).copy(sb);
+        if (opts.hashDevice) writeFileSync(opts.hashDevice, Buffer.concat([sb, tree.tree]));
+        else appendFileSync(out, Buffer.concat([sb, tree.tree]));
+        result.rootHash = tree.rootHash.toString('hex');
       }
-      result.rootHash = tree.rootHash.toString('hex');
+      if (opts.hashDevice && opts.footer !== false) footFile(opts.hashDevice, `${seed()}:hash`);
+      result.hashOffset = at;
     }
     result.size = opts.footer === false ? statSync(out).size : footFile(out, seed());
     return result;
   } finally {
-    await worker?.close();
+    await worker?.close(); // first: no hashes arrive for the level-0 file after this
+    level0File?.close();
   }
 }
