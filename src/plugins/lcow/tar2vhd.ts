@@ -21,7 +21,7 @@ import { buildVerityTree, DEFAULT_SALT, encodeVeritySuperblock, Level0File, VERI
 import { chsExactSize, encodeVhdFooter } from '../../formats/vhd/footer.js';
 import { failedPrecondition } from '../../services/errdefs.js';
 import { HashWorker } from '../../services/hash-worker.js';
-import { later } from '../../services/promises.js';
+import { later, PendingJobs } from '../../services/promises.js';
 import { StreamFingerprint } from '../../formats/checksum.js';
 
 export const LCOW_MAX_DISK_SIZE = 128 * 1024 ** 3;
@@ -107,15 +107,15 @@ export async function tar2vhd(tar: Readable | AsyncIterable<Buffer>, out: string
     const w = new Ext4Writer(out, opts);
     // dm-verity level 0 of each stretch of the image as soon as it is written
     const salt = DEFAULT_SALT;
-    const level0: Promise<void>[] = [];
+    const level0 = new PendingJobs();
     let hashedTo = w.firstDataBlock;
     // the hashes of blocks [from, to), computed on the worker, which writes them to the level-0 file
-    const hashLevel0 = (file: Level0File, from: number, to: number) => later(worker!.verityLevel0ToFile(out, from, to, salt, file.fd));
+    const hashLevel0 = (file: Level0File, from: number, to: number) => level0.add(worker!.verityLevel0ToFile(out, from, to, salt, file.fd));
     if (worker && opts.verity) {
       const file = (level0File = new Level0File(opts.spillDir ?? dirname(resolve(out))));
       w.onFlush = (written) => {
         if (written <= hashedTo) return;
-        level0.push(hashLevel0(file, hashedTo, written));
+        hashLevel0(file, hashedTo, written);
         hashedTo = written;
       };
     }
@@ -150,8 +150,9 @@ export async function tar2vhd(tar: Readable | AsyncIterable<Buffer>, out: string
       const dest = opts.hashDevice ?? out;
       const at = opts.hashDevice ? 0 : ext4.size;
       if (level0File) {
-        level0.push(hashLevel0(level0File, 0, w.firstDataBlock), hashLevel0(level0File, hashedTo, ext4.blocks));
-        await Promise.all(level0);
+        hashLevel0(level0File, 0, w.firstDataBlock);
+        hashLevel0(level0File, hashedTo, ext4.blocks);
+        await level0.settled();
         const { rootHash, upper, level0Bytes } = level0File.finish(ext4.blocks, salt);
         encodeVeritySuperblock({ dataBlocks: ext4.blocks, salt, rootHash }).copy(sb);
         const fd = openSync(dest, opts.hashDevice ? 'w' : 'r+');

@@ -22,10 +22,10 @@ import { join } from 'node:path';
 import { mappingCalls } from './native.js';
 
 const MiB = 1024 * 1024;
-/** Rows between trimResident() calls in loops over a spilled table (a mask: every 512 rows). */
-export const TRIM_EVERY = 511;
+/** Rows between trimResident() calls in loops over a spilled table (a mask: every 256 rows). */
+export const TRIM_EVERY = 255;
 /** Resident bytes of the mappings past which `trimResident` drops their pages. */
-export const MAPPED_LIMIT = 8 * MiB;
+export const MAPPED_LIMIT = 16 * MiB;
 
 /** /proc/self/statm, open while tables are spilled (read in place: no buffer per check) */
 let statm: number | undefined;
@@ -144,7 +144,7 @@ export class MappedFile {
 }
 
 /**
- * Called regularly by code that fills or reads spilled tables: every 512 rows (at most 2 MiB
+ * Called regularly by code that fills or reads spilled tables: every 256 rows (at most 1 MiB
  * of pages touched in between, one page a row) or megabyte of output; the check reads one
  * /proc file (a few µs). When any table is spilled and more than MAPPED_LIMIT of file-backed
  * pages beyond the baseline are resident, drops every mapping's pages. Returns whether it did.
