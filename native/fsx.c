@@ -10,7 +10,9 @@
  *
  *   mapShared(fd, length) -> ArrayBuffer
  *     A shared, writable mapping of the first `length` bytes of the open file `fd` (mmap(2),
- *     MAP_SHARED; the file must be at least that long). Writes land in the file's page cache,
+ *     MAP_SHARED; the file must be at least that long). On Linux the file's blocks are
+ *     allocated first (fallocate(2), where the file system supports it), so that a full disk
+ *     is an ENOSPC error here rather than a SIGBUS when a page is first written. Writes land in the file's page cache,
  *     and the kernel writes them back to the file and evicts them as it needs memory. The
  *     mapping lives as long as the ArrayBuffer (munmap when it is collected). Used by
  *     src/services/fsutil/spill.ts for tables too large to keep in memory.
@@ -30,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -42,7 +45,8 @@
 static napi_value throw_errno(napi_env env, const char *what, int err) {
   char msg[160];
   snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
-  napi_throw_error(env, err == EBADF ? "EBADF" : "EIO", msg);
+  const char *code = err == EBADF ? "EBADF" : err == ENOSPC ? "ENOSPC" : err == ENOMEM ? "ENOMEM" : err == EACCES ? "EACCES" : "EIO";
+  napi_throw_error(env, code, msg);
   return NULL;
 }
 
@@ -148,6 +152,9 @@ static napi_value map_shared(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "mapShared(fd, length): fd and a positive length");
     return NULL;
   }
+#ifdef __linux__
+  if (fallocate(fd, 0, 0, (off_t)length) != 0 && errno != EOPNOTSUPP && errno != ENOSYS) return throw_errno(env, "fallocate", errno);
+#endif
   mapping_t *m = malloc(sizeof *m);
   if (!m) {
     napi_throw_error(env, "ENOMEM", "mapShared: out of memory");

@@ -20,6 +20,7 @@ import { closeSync, ftruncateSync, openSync, readSync, unlinkSync, constants as 
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { mappingCalls } from './native.js';
+import { unavailable } from '../errdefs.js';
 
 const MiB = 1024 * 1024;
 /** Rows between trimResident() calls in loops over a spilled table (a mask: every 256 rows). */
@@ -85,7 +86,12 @@ export class MappedFile {
   buffer: ArrayBuffer;
   private readonly calls: NonNullable<ReturnType<typeof mappingCalls>>;
 
-  private constructor(calls: NonNullable<ReturnType<typeof mappingCalls>>, fd: number, bytes: number) {
+  private constructor(
+    calls: NonNullable<ReturnType<typeof mappingCalls>>,
+    fd: number,
+    bytes: number,
+    private readonly dir: string,
+  ) {
     this.calls = calls;
     this.fd = fd;
     if (live.size === 0) baseline = fileBackedResident();
@@ -106,7 +112,7 @@ export class MappedFile {
     try {
       fd = openTempFile(dir);
       ftruncateSync(fd, bytes);
-      return new MappedFile(calls, fd, bytes);
+      return new MappedFile(calls, fd, bytes, dir);
     } catch {
       if (fd !== undefined) closeSync(fd);
       return undefined;
@@ -119,9 +125,13 @@ export class MappedFile {
    * released when the garbage collector frees the old ArrayBuffer.
    */
   grow(bytes: number): ArrayBuffer {
-    ftruncateSync(this.fd, bytes);
     const old = this.buffer;
-    this.buffer = this.calls.mapShared(this.fd, bytes);
+    try {
+      ftruncateSync(this.fd, bytes);
+      this.buffer = this.calls.mapShared(this.fd, bytes); // allocates the blocks first: a full disk fails here
+    } catch (err) {
+      throw unavailable(`growing a table spilled to ${this.dir} to ${bytes} bytes: ${(err as Error).message}`, { dir: this.dir, size: bytes }, err);
+    }
     this.calls.dropResident(old);
     return this.buffer;
   }

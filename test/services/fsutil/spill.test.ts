@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { MappedFile, MAPPED_LIMIT, openTempFile, spilledTables, trimResident } from '../../../src/services/fsutil/spill.js';
 import { mappingCalls, nativeStatus } from '../../../src/services/fsutil/native.js';
 import { tempDir } from '../../helpers/tools.js';
+import { kindOf } from '../../../src/services/errdefs.js';
 
 const MiB = 1024 * 1024;
 
@@ -96,6 +97,20 @@ describe('spill', () => {
     }
   });
 
+  test('a table that cannot grow fails with an Unavailable error naming the directory', () => {
+    const t = tempDir();
+    try {
+      const f = make(t.path, 4096);
+      f.close(); // its descriptor is gone: growing must fail cleanly
+      assert.throws(
+        () => f.grow(8192),
+        (e: Error) => kindOf(e) === 'Unavailable' && e.message.includes(t.path) && /8192 bytes/.test(e.message),
+      );
+    } finally {
+      t.cleanup();
+    }
+  });
+
   test('no file where none can be made: undefined (callers keep their tables in memory)', () => {
     assert.equal(MappedFile.create('/nonexistent/winsnap-spill-dir', 4096), undefined);
     assert.throws(() => openTempFile('/nonexistent/winsnap-spill-dir'), /ENOENT/);
@@ -105,11 +120,11 @@ describe('spill', () => {
     const calls = mappingCalls()!;
     assert.throws(() => calls.dropResident(new ArrayBuffer(4096)), TypeError);
     assert.throws(() => calls.dropResident({} as ArrayBuffer), TypeError);
-    assert.throws(() => calls.mapShared(-1, 4096), /mmap/);
+    assert.throws(() => calls.mapShared(-1, 4096), /Bad file descriptor/);
     assert.throws(() => calls.mapShared(0, 0), TypeError);
     const t = tempDir();
     try {
-      assert.throws(() => calls.mapShared(999_999, 4096), /mmap/);
+      assert.throws(() => calls.mapShared(999_999, 4096), /Bad file descriptor/);
       assert.deepEqual(readdirSync(join(t.path)), []);
     } finally {
       t.cleanup();
