@@ -23,6 +23,16 @@
  *     again from the page cache when next touched. Refuses any other ArrayBuffer (on private
  *     memory, MADV_DONTNEED would zero it).
  *
+ *   mapRead(fd, offset, length) -> ArrayBuffer
+ *     A read-only shared mapping of `length` bytes of `fd` from the page-aligned `offset`,
+ *     populated at once (MAP_POPULATE): the bytes of a file in the page cache without copying
+ *     them, for code that only looks at them and writes them elsewhere (raw -> VHDX). The file
+ *     must not shrink while mapped (a page past its new end is a SIGBUS).
+ *
+ *   unmap(arrayBuffer)
+ *     Detaches an ArrayBuffer from mapRead (its views then have length 0) and munmaps it now
+ *     rather than when it is collected; a second call does nothing.
+ *
  * Pure Node-API (js_native_api.h / node_api.h, ABI-stable), built by scripts/build.mjs with the
  * system C compiler; src/services/fsutil/native.ts loads it and falls back to "all data" when
  * it was not built.
@@ -137,7 +147,7 @@ typedef struct {
 
 static void unmap_finalize(napi_env env, void *data, void *hint) {
   mapping_t *m = hint;
-  munmap(m->addr, m->len);
+  if (m->addr) munmap(m->addr, m->len);
   free(m);
 }
 
@@ -177,6 +187,63 @@ static napi_value map_shared(napi_env env, napi_callback_info info) {
   return ab;
 }
 
+static napi_value map_read(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  int32_t fd;
+  int64_t offset, length;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3 ||
+      napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_int64(env, argv[1], &offset) != napi_ok ||
+      napi_get_value_int64(env, argv[2], &length) != napi_ok || length <= 0 || offset < 0 || offset % sysconf(_SC_PAGESIZE) != 0) {
+    napi_throw_type_error(env, NULL, "mapRead(fd, offset, length): a page-aligned offset and a positive length");
+    return NULL;
+  }
+  mapping_t *m = malloc(sizeof *m);
+  if (!m) {
+    napi_throw_error(env, "ENOMEM", "mapRead: out of memory");
+    return NULL;
+  }
+  m->len = (size_t)length;
+#ifdef MAP_POPULATE
+  m->addr = mmap(NULL, m->len, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, (off_t)offset);
+#else
+  m->addr = mmap(NULL, m->len, PROT_READ, MAP_SHARED, fd, (off_t)offset);
+#endif
+  if (m->addr == MAP_FAILED) {
+    int err = errno;
+    free(m);
+    return throw_errno(env, "mmap", err);
+  }
+  napi_value ab;
+  if (napi_create_external_arraybuffer(env, m->addr, m->len, unmap_finalize, m, &ab) != napi_ok) {
+    munmap(m->addr, m->len);
+    free(m);
+    return NULL;
+  }
+  if (napi_type_tag_object(env, ab, &MAPPING_TAG) != napi_ok || napi_wrap(env, ab, m, NULL, NULL, NULL) != napi_ok) return NULL;
+  return ab;
+}
+
+static napi_value unmap(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  bool ours = false;
+  mapping_t *m = NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
+      napi_check_object_type_tag(env, argv[0], &MAPPING_TAG, &ours) != napi_ok || !ours ||
+      napi_unwrap(env, argv[0], (void **)&m) != napi_ok || !m) {
+    napi_throw_type_error(env, NULL, "unmap(buffer): buffer must come from mapRead");
+    return NULL;
+  }
+  if (!m->addr) return NULL; /* unmapped already */
+  void *addr = m->addr;
+  size_t len = m->len;
+  m->addr = NULL; /* the finalizer (which frees m, maybe during the detach) must not unmap again */
+  if (napi_detach_arraybuffer(env, argv[0]) != napi_ok) return NULL;
+  if (munmap(addr, len) != 0) return throw_errno(env, "munmap", errno);
+  return NULL;
+}
+
 static napi_value drop_resident(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -197,7 +264,7 @@ NAPI_MODULE_INIT() {
   static const struct {
     const char *name;
     napi_callback fn;
-  } fns[] = {{"dataExtents", data_extents}, {"mapShared", map_shared}, {"dropResident", drop_resident}};
+  } fns[] = {{"dataExtents", data_extents}, {"mapShared", map_shared}, {"dropResident", drop_resident}, {"mapRead", map_read}, {"unmap", unmap}};
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value fn;
     if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &fn) != napi_ok) return NULL;

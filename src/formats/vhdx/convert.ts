@@ -1,6 +1,10 @@
 /**
  * raw ↔ VHDX conversion, streaming with bounded memory: the input is read in 2 MiB chunks
- * (reads run ahead of the chunk being checked, positional writes run behind it). Chunks in
+ * (reads run ahead of the chunk being checked, positional writes run behind it). A raw input's
+ * chunks are mapped rather than read where the native helper can (mapRead: the page cache's
+ * pages without a copy into a buffer; each unmapped once written), which takes the read copy
+ * out of the conversion: 0.40 → 0.33 s median for the bench's 2 GiB half-sparse image, as
+ * qemu-img convert (docs/formats/vhdx.md). The input must not shrink meanwhile. Chunks in
  * the raw file's holes (lseek SEEK_DATA/SEEK_HOLE through services/fsutil/native) are not
  * read at all, as qemu-img does; all-zero chunks are never written (blocks with no data stay
  * NOT_PRESENT; zero chunks inside an allocated block stay holes in the output file), and the
@@ -17,7 +21,7 @@ import { open, stat } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { crc32 } from '../checksum.js';
 import { invalidArgument } from '../../services/errdefs.js';
-import { dataExtents } from '../../services/fsutil/native.js';
+import { dataExtents, mappingCalls } from '../../services/fsutil/native.js';
 import { later } from '../../services/promises.js';
 import { DEFAULT_BLOCK_SIZE, MiB, PAYLOAD_BLOCK_FULLY_PRESENT, SIG_FILE } from './constants.js';
 import { beginAtomicCreate, planLayout, writeStructures } from './create.js';
@@ -126,10 +130,25 @@ export async function rawToVhdx(input: string, output: string, opts: RawToVhdxOp
     const blockOffsets = new Map<number, number>();
     let nextFree = plan.dataOffset;
     let done = 0;
+    // chunks are mapped rather than read where the native helper can (mapped: false after a failure)
+    let maps = mappingCalls();
+    const mapped = new WeakSet<Buffer>();
+    const release = (data: Buffer): void => {
+      if (mapped.has(data)) maps!.unmap(data.buffer as ArrayBuffer);
+    };
     await pipeline(
       tasks,
       chunk,
       async (buf, { pos, want }) => {
+        if (maps) {
+          try {
+            const data = Buffer.from(maps.mapRead(inp.fd, pos, want));
+            mapped.add(data);
+            return data;
+          } catch {
+            maps = undefined; // not mappable here (file system, limits): read from now on
+          }
+        }
         const got = await readFull(inp, buf, want, pos);
         if (got !== want) throw invalidArgument(`${input} shrank while reading (short read at offset ${pos})`);
         return buf.subarray(0, got);
@@ -137,7 +156,10 @@ export async function rawToVhdx(input: string, output: string, opts: RawToVhdxOp
       (data, { pos }) => {
         done += data.length;
         opts.onProgress?.(done, rawSize);
-        if (isZero(data)) return undefined;
+        if (isZero(data)) {
+          release(data);
+          return undefined;
+        }
         const b = Math.floor(pos / bs);
         let blockOff = blockOffsets.get(b);
         if (blockOff === undefined) {
@@ -146,7 +168,8 @@ export async function rawToVhdx(input: string, output: string, opts: RawToVhdxOp
           blockOffsets.set(b, blockOff);
         }
         digest.update(`${pos}:${crc32(data)}\n`);
-        return file.write(blockOff + (pos - b * bs), data);
+        const w = file.write(blockOff + (pos - b * bs), data);
+        return mapped.has(data) ? w.then(() => release(data)) : w;
       },
     );
     opts.onProgress?.(rawSize, rawSize);

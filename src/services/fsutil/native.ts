@@ -7,6 +7,8 @@
  *   lseek(SEEK_DATA/SEEK_HOLE); holes need not be read. Fallback: the whole file.
  * - `mapShared(fd, length)` / `dropResident(buffer)`: a file-backed shared mapping, and
  *   madvise(MADV_DONTNEED) of it (spill.ts). Fallback: none; callers keep their tables in memory.
+ * - `mapRead(fd, offset, length)` / `unmap(buffer)`: a read-only mapping of part of a file and
+ *   its release (raw → VHDX reads its input so). Fallback: reading into buffers.
  */
 import { createRequire } from 'node:module';
 import { packagePath } from './package-path.js';
@@ -15,6 +17,8 @@ interface FsxBinding {
   dataExtents(fd: number, size: number): Float64Array;
   mapShared(fd: number, length: number): ArrayBuffer;
   dropResident(buffer: ArrayBuffer): void;
+  mapRead(fd: number, offset: number, length: number): ArrayBuffer;
+  unmap(buffer: ArrayBuffer): void;
 }
 
 export interface Extent {
@@ -67,7 +71,7 @@ export function dataExtents(fd: number, size: number): Extent[] {
 }
 
 /** The native helper's memory-mapping calls, or undefined without it (see spill.ts). */
-export function mappingCalls(): Pick<FsxBinding, 'mapShared' | 'dropResident'> | undefined {
+export function mappingCalls(): Pick<FsxBinding, 'mapShared' | 'dropResident' | 'mapRead' | 'unmap'> | undefined {
   const b = load();
-  return b ? { mapShared: b.mapShared, dropResident: b.dropResident } : undefined;
+  return b ? { mapShared: b.mapShared, dropResident: b.dropResident, mapRead: b.mapRead, unmap: b.unmap } : undefined;
 }

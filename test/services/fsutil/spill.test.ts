@@ -6,7 +6,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MappedFile, MAPPED_LIMIT, openTempFile, spilledTables, trimResident } from '../../../src/services/fsutil/spill.js';
 import { mappingCalls, nativeStatus } from '../../../src/services/fsutil/native.js';
@@ -106,6 +106,36 @@ describe('spill', () => {
         () => f.grow(8192),
         (e: Error) => kindOf(e) === 'Unavailable' && e.message.includes(t.path) && /8192 bytes/.test(e.message),
       );
+    } finally {
+      t.cleanup();
+    }
+  });
+
+  test('mapRead maps part of a file read-only without copying; unmap releases it at once', () => {
+    const t = tempDir();
+    try {
+      const calls = mappingCalls()!;
+      const path = join(t.path, 'data');
+      const data = Buffer.alloc(3 * 65536);
+      for (let i = 0; i < data.length; i += 4) data.writeUInt32LE(i, i);
+      writeFileSync(path, data);
+      const fd = openSync(path, 'r');
+      try {
+        const ab = calls.mapRead(fd, 65536, 2 * 65536);
+        const view = Buffer.from(ab);
+        assert.ok(view.equals(data.subarray(65536)));
+        calls.unmap(ab);
+        assert.equal(ab.byteLength, 0, 'detached: its views see nothing');
+        assert.equal(view.length, 0);
+        calls.unmap(ab); // twice: nothing more happens
+        assert.throws(() => calls.mapRead(fd, 100, 4096), TypeError, 'offsets must be page-aligned');
+        assert.throws(() => calls.unmap(new ArrayBuffer(8)), TypeError);
+        const tmp = openTempFile(t.path);
+        assert.throws(() => calls.unmap(calls.mapShared(tmp, 4096)), TypeError, 'only mapRead buffers');
+        closeSync(tmp);
+      } finally {
+        closeSync(fd);
+      }
     } finally {
       t.cleanup();
     }
