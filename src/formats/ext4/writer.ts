@@ -80,7 +80,7 @@ export interface Ext4WriterOptions {
 
 /**
  * Entries after which the writer's tables spill to files: 2^17, where they hold ~14 MiB and
- * the conversion's resident set is ~85 MiB (docs/lcow.md, "Memory").
+ * the conversion's resident set is ~85 MiB (docs/lcow.md, "Speed and memory of `convert tar2vhd`").
  */
 export const SPILL_AFTER_ROWS = 2 ** 17;
 
