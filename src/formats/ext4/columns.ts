@@ -115,9 +115,13 @@ export class Columns {
     return true;
   }
 
-  /** Moves the columns into mapped files of 4× `rows` rows; false (nothing moved) when files cannot be made. */
+  /**
+   * Moves the columns into mapped files of twice `rows` rows; false (nothing moved) when files
+   * cannot be made. (Files grow by doubling: growing one costs no copy, and their blocks are
+   * allocated up front, so room beyond that would be disk space taken for nothing.)
+   */
   private moveToFiles(rows: number): boolean {
-    const reserved = Math.min(this.maxRows, rows * 4);
+    const reserved = Math.min(this.maxRows, rows * 2);
     const files: MappedFile[] = [];
     for (const c of this.cols) {
       const f = MappedFile.create(this.spill!.dir, reserved * c.make.BYTES_PER_ELEMENT);
@@ -143,7 +147,7 @@ export class Columns {
   private growFiles(rows: number): boolean {
     this.rows = rows;
     if (rows <= this.reserved) return false;
-    this.reserved = Math.min(this.maxRows, Math.max(rows, this.reserved * 4));
+    this.reserved = Math.min(this.maxRows, Math.max(rows, this.reserved * 2));
     for (const c of this.cols) c.array = new c.make(c.file!.grow(this.reserved * c.make.BYTES_PER_ELEMENT));
     return true;
   }
