@@ -1,12 +1,13 @@
 /**
  * The inodes of an ext4 image while the writer builds it, stored as columns (one typed array per
- * field) indexed by a node id that is also the node's creation order. A node costs ~70 bytes of
+ * field) indexed by a node id that is also the node's creation order. A node costs 77 bytes of
  * typed arrays, where an object per node cost ~380 bytes of heap (object header, boxed fields,
  * an extents array): a layer of 300k entries keeps ~90 MB less resident, and the garbage
  * collector has no per-node objects to trace or move. What only some inodes have (a symlink
- * target, device numbers, xattrs, inline data, access/change times that differ from the
- * modification time, what finishing computes for them) lives in a side map of records.
- * The columns grow in place (columns.ts).
+ * target, device numbers, xattrs, inline data, what finishing computes for them) lives in a
+ * side map of records. Access and change times are columns, not side records: GNU tar's pax
+ * format gives them for every entry, and a record per entry would grow the heap with the
+ * layer where the columns spill to files (columns.ts).
  *
  * Facts about the fields (ext4 inode layout) are in writer.ts, which encodes them.
  */
@@ -21,11 +22,6 @@ export type Kind = keyof typeof KIND;
 
 /** What only some inodes have (see the module comment). */
 export interface NodeExt {
-  /** access / change time when it differs from the modification time */
-  aSec?: number;
-  aNsec?: number;
-  cSec?: number;
-  cNsec?: number;
   /** symlink target */
   target?: string;
   devMajor?: number;
@@ -56,6 +52,11 @@ const COLUMNS = {
   gid: Uint32Array,
   mSec: Float64Array,
   mNsec: Uint32Array,
+  /** access and change times (the modification time when the tar gives none) */
+  aSec: Float64Array,
+  aNsec: Uint32Array,
+  cSec: Float64Array,
+  cNsec: Uint32Array,
   size: Float64Array,
   /** the first extent: logical block, length (0: the node has no extent), physical block */
   firstLogical: Uint32Array,
@@ -102,7 +103,7 @@ export class NodeTable {
   readonly moreExtents = new Map<number, number[]>();
   readonly ext = new Map<number, NodeExt>();
 
-  /** A new node; `atime`/`ctime` are kept only when they differ from `mtime`. */
+  /** A new node; without `atime`/`ctime` those times are `mtime`. */
   add(kind: Kind, perm: number, uid: number, gid: number, atime?: TarTime, mtime?: TarTime, ctime?: TarTime): number {
     if (this.count === this.columns.rows && this.columns.growTo(this.count, this.maxNodes)) this.rebind();
     const id = this.count++;
@@ -115,16 +116,10 @@ export class NodeTable {
     this.gid[id] = gid;
     this.mSec[id] = mSec;
     this.mNsec[id] = mNsec;
-    if (atime && (Number(atime.sec) !== mSec || atime.nsec !== mNsec)) {
-      const x = this.more(id);
-      x.aSec = Number(atime.sec);
-      x.aNsec = atime.nsec;
-    }
-    if (ctime && (Number(ctime.sec) !== mSec || ctime.nsec !== mNsec)) {
-      const x = this.more(id);
-      x.cSec = Number(ctime.sec);
-      x.cNsec = ctime.nsec;
-    }
+    this.aSec[id] = atime ? Number(atime.sec) : mSec;
+    this.aNsec[id] = atime ? atime.nsec : mNsec;
+    this.cSec[id] = ctime ? Number(ctime.sec) : mSec;
+    this.cNsec[id] = ctime ? ctime.nsec : mNsec;
     return id;
   }
 

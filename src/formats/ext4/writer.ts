@@ -1027,8 +1027,8 @@ export class Ext4Writer {
     v.setUint16(at, S_IFMT[kind]! | t.perm[n]!, true);
     v.setUint16(at + 2, uid & 0xffff, true);
     v.setUint32(at + 4, size % 2 ** 32, true);
-    writeTime(v, ext?.aSec ?? mSec, ext?.aNsec ?? mNsec, at + 8, at + 140);
-    writeTime(v, ext?.cSec ?? mSec, ext?.cNsec ?? mNsec, at + 12, at + 132);
+    writeTime(v, t.aSec[n]!, t.aNsec[n]!, at + 8, at + 140);
+    writeTime(v, t.cSec[n]!, t.cNsec[n]!, at + 12, at + 132);
     writeTime(v, mSec, mNsec, at + 16, at + 136);
     writeTime(v, mSec, mNsec, at + 144, at + 148); // crtime = mtime, as tar2ext4
     v.setUint16(at + 24, gid & 0xffff, true);

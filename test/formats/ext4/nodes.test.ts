@@ -92,12 +92,15 @@ describe('NodeTable', () => {
     }
   });
 
-  test('access and change times are kept only when they differ from the modification time', () => {
+  test('access and change times are columns (the modification time when the tar gives none), never side records', () => {
     const t = new NodeTable();
-    const same = t.add('file', 0o644, 0, 0, { sec: 5n, nsec: 1 }, { sec: 5n, nsec: 1 }, { sec: 5n, nsec: 1 });
-    assert.equal(t.ext.get(same), undefined);
+    const none = t.add('file', 0o644, 0, 0, undefined, { sec: 5n, nsec: 1 });
+    assert.deepEqual([t.aSec[none], t.aNsec[none], t.cSec[none], t.cNsec[none]], [5, 1, 5, 1]);
     const differ = t.add('file', 0o644, 0, 0, { sec: 6n, nsec: 2 }, { sec: 5n, nsec: 1 }, t0);
-    assert.deepEqual(t.ext.get(differ), { aSec: 6, aNsec: 2, cSec: 0, cNsec: 0 });
+    assert.deepEqual([t.aSec[differ], t.aNsec[differ], t.cSec[differ], t.cNsec[differ]], [6, 2, 0, 0]);
+    assert.equal(t.ext.get(differ), undefined, 'no side record for times (a pax tar gives them for every entry)');
+    const old = t.add('file', 0o644, 0, 0, { sec: -(2n ** 31n), nsec: 999_999_999 }, undefined, { sec: 2n ** 34n, nsec: 7 });
+    assert.deepEqual([t.aSec[old], t.aNsec[old], t.cSec[old], t.cNsec[old], t.mSec[old]], [-(2 ** 31), 999_999_999, 2 ** 34, 7, 0]);
   });
 
   test('copyAttributes gives every attribute, the side record included', () => {
