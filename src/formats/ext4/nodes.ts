@@ -3,11 +3,12 @@
  * field) indexed by a node id that is also the node's creation order. A node costs 77 bytes of
  * typed arrays, where an object per node cost ~380 bytes of heap (object header, boxed fields,
  * an extents array): a layer of 300k entries keeps ~90 MB less resident, and the garbage
- * collector has no per-node objects to trace or move. What only some inodes have (a symlink
- * target, device numbers, xattrs, inline data, what finishing computes for them) lives in a
- * side map of records. Access and change times are columns, not side records: GNU tar's pax
- * format gives them for every entry, and a record per entry would grow the heap with the
- * layer where the columns spill to files (columns.ts).
+ * collector has no per-node objects to trace or move. What only some inodes have (device
+ * numbers, xattrs, inline data, what finishing computes for them) lives in a side map of
+ * records. Access and change times are columns, not side records (GNU tar's pax format gives
+ * them for every entry), and symlink targets are UTF-8 in one byte arena, also a table that
+ * spills: a record or a string per entry would grow the heap with the layer where the columns
+ * spill to files (columns.ts).
  *
  * Facts about the fields (ext4 inode layout) are in writer.ts, which encodes them.
  */
@@ -22,8 +23,6 @@ export type Kind = keyof typeof KIND;
 
 /** What only some inodes have (see the module comment). */
 export interface NodeExt {
-  /** symlink target */
-  target?: string;
   devMajor?: number;
   devMinor?: number;
   xattrs?: Map<string, Buffer>;
@@ -42,6 +41,11 @@ export interface NodeExt {
 export const MAX_EXTENT_LEN = 32768;
 
 const INITIAL_CAPACITY = 4096;
+/** The targets arena: at most 2 GiB; 64 KiB at first, 64 MiB of address space reserved (columns.ts). */
+const MAX_TARGET_BYTES = 2 ** 31;
+const TARGETS_RESERVED = 2 ** 26;
+/** A spilled table's targets arena spills after this many bytes a row. */
+const TARGET_BYTES_PER_ROW = 16;
 /** The columns, one row per node: field name → element type (the table's fields, see rebind()). */
 const COLUMNS = {
   kind: Uint8Array,
@@ -58,6 +62,8 @@ const COLUMNS = {
   cSec: Float64Array,
   cNsec: Uint32Array,
   size: Float64Array,
+  /** a symlink's target: where its UTF-8 starts in the targets arena (its length is `size`) */
+  targetAt: Uint32Array,
   /** the first extent: logical block, length (0: the node has no extent), physical block */
   firstLogical: Uint32Array,
   firstLength: Uint16Array,
@@ -97,6 +103,31 @@ export class NodeTable {
     this.columns = new Columns(INITIAL_CAPACITY, MAX_NODES, 'inodes', reservedRows, spill);
     for (const name of COLUMN_NAMES) this.columns.add<Column>(COLUMNS[name]);
     this.rebind();
+    const targetsSpill = spill && { dir: spill.dir, afterRows: spill.afterRows * TARGET_BYTES_PER_ROW };
+    this.targets = new Columns(1 << 16, MAX_TARGET_BYTES, 'bytes of symlink targets', TARGETS_RESERVED, targetsSpill);
+    this.targetBytes = this.targets.add(Uint8Array);
+  }
+
+  /** symlink targets, UTF-8, back to back: a one-column table of bytes */
+  private readonly targets: Columns;
+  private targetBytes: Uint8Array<ArrayBuffer>;
+  private targetsUsed = 0;
+
+  /** Stores `target` as the symlink's target (UTF-8, as Buffer encodes it) and its length as its size; returns the length. */
+  setTarget(id: number, target: string): number {
+    const len = Buffer.byteLength(target, 'utf8');
+    const at = this.targetsUsed;
+    if (at + len > this.targets.rows && this.targets.growTo(at + len - 1)) this.targetBytes = this.targets.arrays()[0] as Uint8Array<ArrayBuffer>;
+    Buffer.from(this.targetBytes.buffer, this.targetBytes.byteOffset, this.targetBytes.byteLength).write(target, at, len, 'utf8');
+    this.targetsUsed += len;
+    this.targetAt[id] = at;
+    this.size[id] = len;
+    return len;
+  }
+
+  /** The symlink's target bytes (a view: use it before the next setTarget). */
+  target(id: number): Buffer {
+    return Buffer.from(this.targetBytes.buffer, this.targetBytes.byteOffset + this.targetAt[id]!, this.size[id]!);
   }
 
   /** extents after the first, as flat [logical block, length, physical block] triples */
@@ -144,6 +175,7 @@ export class NodeTable {
   /** Releases the columns' files, if they spilled (the table must not be used after). */
   close(): void {
     this.columns.close();
+    this.targets.close();
   }
 
   /** The node's side record, made on first use. */

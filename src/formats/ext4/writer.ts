@@ -531,8 +531,7 @@ export class Ext4Writer {
         const n = this.newNode('symlink', 0o777, h.uid, h.gid, atime, h.mtime, ctime);
         const len = Buffer.byteLength(h.linkname, 'utf8');
         if (len === 0 || len >= BLOCK) throw invalidArgument(`tar entry "${name}": symlink target length ${len}`, { entry: name });
-        t.more(n).target = h.linkname;
-        t.size[n] = len;
+        t.setTarget(n, h.linkname);
         this.setXattrs(n, e);
         this.place(parts, n, name);
         return;
@@ -734,7 +733,7 @@ export class Ext4Writer {
       for (let i = 0; i < count; i += MAX_EXTENT_LEN) x.push(i, Math.min(MAX_EXTENT_LEN, count - i), first + i);
       t.setExtents(n, x);
     } else if (kind === SYMLINK && t.size[n]! >= 60) {
-      t.setExtents(n, [0, 1, this.append(Buffer.from(t.ext.get(n)!.target!, 'utf8'))]);
+      t.setExtents(n, [0, 1, this.append(t.target(n))]);
     }
     const ext = t.ext.get(n);
     if (!ext && t.firstLength[n] === 0) return; // no xattrs, no inline data, no extent tree: nothing to append
@@ -1049,7 +1048,7 @@ export class Ext4Writer {
       const more = t.moreExtents.get(n);
       for (let i = 1; i < count; i++) writeLeafEntry(v, at + 52 + i * 12, more!, (i - 1) * 3);
     } else if (kind === SYMLINK) {
-      b.write(ext!.target!, at + 40, 60, 'utf8');
+      t.target(n).copy(b, at + 40); // under 60 bytes (longer ones have a block)
     } else if (kind === KIND.char || kind === KIND.block) {
       const major = ext?.devMajor ?? 0;
       const minor = ext?.devMinor ?? 0;

@@ -8,6 +8,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MAX_EXTENT_LEN, NodeTable } from '../../../src/formats/ext4/nodes.js';
 import { kindOf } from '../../../src/services/errdefs.js';
+import { tempDir } from '../../helpers/tools.js';
 
 const t0 = { sec: 0n, nsec: 0 };
 
@@ -118,11 +119,37 @@ describe('NodeTable', () => {
     assert.equal(t.ext.get(old), undefined, 'the later entry has no xattrs: neither has the directory now');
     assert.equal(t.extentCount(old), 0);
     const sym = t.add('symlink', 0o777, 0, 0);
-    t.more(sym).target = 'x';
+    t.setTarget(sym, 'x');
+    t.more(sym).devMajor = 3;
     const other = t.add('file', 0o644, 0, 0);
     t.copyAttributes(sym, other);
     assert.equal(t.kind[other], t.kind[sym]);
-    assert.equal(t.ext.get(other)?.target, 'x');
+    assert.equal(t.target(other).toString(), 'x');
+    assert.equal(t.ext.get(other)?.devMajor, 3);
+  });
+
+  test('symlink targets: UTF-8 in one arena (lone surrogates as Buffer encodes them), sizes set, kept across growth and spilling', () => {
+    const dir = tempDir();
+    try {
+      for (const spill of [undefined, { dir: dir.path, afterRows: 1000 }]) {
+        const t = new NodeTable(undefined, undefined, spill);
+        const want: string[] = [];
+        for (let i = 0; i < 20_000; i++) {
+          const s = `../lib/${'é'.repeat(i % 7)}target-${i}${i % 1000 === 0 ? '\ud800' : ''}${'x'.repeat(i % 300)}`;
+          want.push(s);
+          const n = t.add('symlink', 0o777, 0, 0);
+          assert.equal(t.setTarget(n, s), Buffer.byteLength(s));
+        }
+        for (let i = 0; i < want.length; i += 7) {
+          assert.ok(t.target(i).equals(Buffer.from(want[i]!, 'utf8')), `target ${i}`);
+          assert.equal(t.size[i], Buffer.byteLength(want[i]!));
+        }
+        assert.equal(t.ext.size, 0, 'no side records for symlinks');
+        t.close();
+      }
+    } finally {
+      dir.cleanup();
+    }
   });
 
   test('more nodes than the limit is an InvalidArgument error', () => {
