@@ -137,7 +137,11 @@ nomem:
   return NULL;
 }
 
-/* Tags the ArrayBuffers mapShared makes, so that dropResident touches nothing else. */
+#ifndef MAP_POPULATE
+#define MAP_POPULATE 0 /* not Linux: pages are mapped as they are touched */
+#endif
+
+/* Tags the ArrayBuffers mapShared and mapRead make, so that dropResident touches nothing else. */
 static const napi_type_tag MAPPING_TAG = {0x77696e736e61702dULL, 0x6d61707368617265ULL};
 
 typedef struct {
@@ -149,6 +153,34 @@ static void unmap_finalize(napi_env env, void *data, void *hint) {
   mapping_t *m = hint;
   if (m->addr) munmap(m->addr, m->len);
   free(m);
+}
+
+/*
+ * mmap of `len` bytes of `fd` from `offset` as an external ArrayBuffer, tagged MAPPING_TAG and
+ * munmapped when collected; `unmappable`: also wrapped with its mapping_t, for unmap().
+ */
+static napi_value new_mapping(napi_env env, int fd, off_t offset, size_t len, int prot, int flags, bool unmappable) {
+  mapping_t *m = malloc(sizeof *m);
+  if (!m) {
+    napi_throw_error(env, "ENOMEM", "mmap: out of memory");
+    return NULL;
+  }
+  m->len = len;
+  m->addr = mmap(NULL, len, prot, flags, fd, offset);
+  if (m->addr == MAP_FAILED) {
+    int err = errno;
+    free(m);
+    return throw_errno(env, "mmap", err);
+  }
+  napi_value ab;
+  if (napi_create_external_arraybuffer(env, m->addr, len, unmap_finalize, m, &ab) != napi_ok) {
+    munmap(m->addr, len);
+    free(m);
+    return NULL;
+  }
+  if (napi_type_tag_object(env, ab, &MAPPING_TAG) != napi_ok) return NULL;
+  if (unmappable && napi_wrap(env, ab, m, NULL, NULL, NULL) != napi_ok) return NULL;
+  return ab;
 }
 
 static napi_value map_shared(napi_env env, napi_callback_info info) {
@@ -165,26 +197,7 @@ static napi_value map_shared(napi_env env, napi_callback_info info) {
 #ifdef __linux__
   if (fallocate(fd, 0, 0, (off_t)length) != 0 && errno != EOPNOTSUPP && errno != ENOSYS) return throw_errno(env, "fallocate", errno);
 #endif
-  mapping_t *m = malloc(sizeof *m);
-  if (!m) {
-    napi_throw_error(env, "ENOMEM", "mapShared: out of memory");
-    return NULL;
-  }
-  m->len = (size_t)length;
-  m->addr = mmap(NULL, m->len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (m->addr == MAP_FAILED) {
-    int err = errno;
-    free(m);
-    return throw_errno(env, "mmap", err);
-  }
-  napi_value ab;
-  if (napi_create_external_arraybuffer(env, m->addr, m->len, unmap_finalize, m, &ab) != napi_ok) {
-    munmap(m->addr, m->len);
-    free(m);
-    return NULL;
-  }
-  if (napi_type_tag_object(env, ab, &MAPPING_TAG) != napi_ok) return NULL;
-  return ab;
+  return new_mapping(env, fd, 0, (size_t)length, PROT_READ | PROT_WRITE, MAP_SHARED, false);
 }
 
 static napi_value map_read(napi_env env, napi_callback_info info) {
@@ -198,30 +211,7 @@ static napi_value map_read(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "mapRead(fd, offset, length): a page-aligned offset and a positive length");
     return NULL;
   }
-  mapping_t *m = malloc(sizeof *m);
-  if (!m) {
-    napi_throw_error(env, "ENOMEM", "mapRead: out of memory");
-    return NULL;
-  }
-  m->len = (size_t)length;
-#ifdef MAP_POPULATE
-  m->addr = mmap(NULL, m->len, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, (off_t)offset);
-#else
-  m->addr = mmap(NULL, m->len, PROT_READ, MAP_SHARED, fd, (off_t)offset);
-#endif
-  if (m->addr == MAP_FAILED) {
-    int err = errno;
-    free(m);
-    return throw_errno(env, "mmap", err);
-  }
-  napi_value ab;
-  if (napi_create_external_arraybuffer(env, m->addr, m->len, unmap_finalize, m, &ab) != napi_ok) {
-    munmap(m->addr, m->len);
-    free(m);
-    return NULL;
-  }
-  if (napi_type_tag_object(env, ab, &MAPPING_TAG) != napi_ok || napi_wrap(env, ab, m, NULL, NULL, NULL) != napi_ok) return NULL;
-  return ab;
+  return new_mapping(env, fd, (off_t)offset, (size_t)length, PROT_READ, MAP_SHARED | MAP_POPULATE, true);
 }
 
 static napi_value unmap(napi_env env, napi_callback_info info) {
