@@ -169,3 +169,41 @@ export class Columns {
     for (const f of this.scratchFiles.splice(0)) f.close();
   }
 }
+
+/** Most bytes a ByteArena holds: 2 GiB. */
+const MAX_ARENA_BYTES = 2 ** 31;
+/** A ByteArena spills after this many bytes for each row its table spills after (names and targets average less). */
+const ARENA_BYTES_PER_ROW = 16;
+
+/**
+ * Byte strings stored back to back (directory-entry names, symlink targets): a one-column
+ * table of bytes, 64 KiB at first with `reservedBytes` of address space, which spills with the
+ * table it serves (ARENA_BYTES_PER_ROW bytes for each of that table's `afterRows` rows).
+ */
+export class ByteArena {
+  private readonly table: Columns;
+  /** the bytes (a new array after take() moved them: re-read it) */
+  bytes: Uint8Array<ArrayBuffer>;
+  /** bytes taken so far */
+  used = 0;
+
+  /** `what` names the bytes in the error past MAX_ARENA_BYTES. */
+  constructor(what: string, reservedBytes: number, spill?: SpillPolicy) {
+    const bytesSpill = spill && { dir: spill.dir, afterRows: spill.afterRows * ARENA_BYTES_PER_ROW };
+    this.table = new Columns(1 << 16, MAX_ARENA_BYTES, what, Math.max(1 << 16, reservedBytes), bytesSpill);
+    this.bytes = this.table.add(Uint8Array);
+  }
+
+  /** Room for `len` more bytes, after those taken: returns where they start. */
+  take(len: number): number {
+    const at = this.used;
+    if (at + len > this.table.rows && this.table.growTo(at + len - 1)) this.bytes = this.table.arrays()[0] as Uint8Array<ArrayBuffer>;
+    this.used = at + len;
+    return at;
+  }
+
+  /** Releases the bytes' file, if they spilled. */
+  close(): void {
+    this.table.close();
+  }
+}

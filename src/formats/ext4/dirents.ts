@@ -11,7 +11,7 @@
  * are the same entry exactly when their on-disk bytes are the same.
  */
 import { invalidArgument } from '../../services/errdefs.js';
-import { Columns, RESERVED_ROWS } from './columns.js';
+import { ByteArena, Columns, RESERVED_ROWS } from './columns.js';
 import { MappedFile, TRIM_EVERY, trimResident, type SpillPolicy } from '../../services/fsutil/spill.js';
 
 /** Longest name a directory entry holds (ext4 name_len is one byte). */
@@ -22,12 +22,8 @@ type U8 = Uint8Array<ArrayBuffer>;
 type U32 = Uint32Array<ArrayBuffer>;
 /** Most entries: as many as the node table's most nodes (see nodes.ts), plus hard links to them. */
 const MAX_ENTRIES = 2 ** 25;
-/** The arena holds at most 2 GiB of names (64 bytes for each of the most entries). */
-const MAX_ARENA = 2 ** 31;
-/** Address space reserved for the arena at first (moved to 4× more when outgrown, see columns.ts). */
+/** Address space reserved for the names at first (moved to 4× more when outgrown, see columns.ts). */
 const ARENA_RESERVED = 2 ** 26;
-/** A spilled table's arena spills after this many bytes a row (names average less). */
-const ARENA_BYTES_PER_ROW = 16;
 
 /** UTF-8 of `s` into `out` (at most MAX_NAME_BYTES + 3 bytes are written); returns the length, or -1 past 255 bytes. */
 function encodeName(s: string, out: Uint8Array): number {
@@ -97,11 +93,8 @@ export class DirectoryEntries {
   private hashOf: U32;
   /** the next entry of the same directory (a handle) */
   private nextOf: U32;
-  /** UTF-8 names, back to back: a one-column table of bytes */
-  private readonly arena: Columns;
-  /** the arena's bytes (replaced when it moves) */
-  names: U8;
-  private arenaUsed = 0;
+  /** UTF-8 names, back to back (at most 2 GiB: 64 bytes for each of the most entries) */
+  private readonly arena: ByteArena;
   /** each directory's first and last entry (handles), indexed by the directory's node id */
   private readonly dirs: Columns;
   private firstOf: U32;
@@ -133,9 +126,7 @@ export class DirectoryEntries {
     this.nameLen = this.rows.add(Uint8Array);
     this.hashOf = this.rows.add(Uint32Array);
     this.nextOf = this.rows.add(Uint32Array);
-    const arenaSpill = spill && { dir: spill.dir, afterRows: spill.afterRows * ARENA_BYTES_PER_ROW };
-    this.arena = new Columns(1 << 16, MAX_ARENA, 'bytes of names', Math.max(1 << 16, arenaReserved), arenaSpill);
-    this.names = this.arena.add(Uint8Array);
+    this.arena = new ByteArena('bytes of names', arenaReserved, spill);
     this.dirs = new Columns(INITIAL_ENTRIES, MAX_ENTRIES, 'directories', reservedRows, spill);
     this.firstOf = this.dirs.add(Uint32Array);
     this.lastOf = this.dirs.add(Uint32Array);
@@ -196,18 +187,17 @@ export class DirectoryEntries {
     if (this.count >= this.rows.rows && this.rows.growTo(this.count)) {
       [this.dirOf, this.nodeOf, this.nameAt, this.nameLen, this.hashOf, this.nextOf] = this.rows.arrays() as [U32, U32, U32, U8, U32, U32];
     }
-    if (this.arenaUsed + len > this.arena.rows && this.arena.growTo(this.arenaUsed + len - 1)) this.names = this.arena.arrays()[0] as U8;
+    const at = this.arena.take(len);
     if (dir >= this.dirs.rows && this.dirs.growTo(dir)) [this.firstOf, this.lastOf] = this.dirs.arrays() as [U32, U32];
     const i = this.count++;
     const names = this.names;
     const scratch = this.scratch;
-    for (let k = 0, at = this.arenaUsed; k < len; k++) names[at + k] = scratch[k]!;
+    for (let k = 0; k < len; k++) names[at + k] = scratch[k]!;
     this.dirOf[i] = dir;
     this.nodeOf[i] = node;
-    this.nameAt[i] = this.arenaUsed;
+    this.nameAt[i] = at;
     this.nameLen[i] = len;
     this.hashOf[i] = hash;
-    this.arenaUsed += len;
     const h = i + 1;
     const last = this.lastOf[dir]!;
     if (last === 0) this.firstOf[dir] = h;
@@ -215,6 +205,11 @@ export class DirectoryEntries {
     this.lastOf[dir] = h;
     if (this.count * 2 > this.table.length) this.rehash();
     else this.insert(h, hash);
+  }
+
+  /** The names, UTF-8 (an entry's is `nameLength` bytes from `nameOffset`); a new array after an add() that moved them. */
+  get names(): U8 {
+    return this.arena.bytes;
   }
 
   /** The first entry of `dir` (a handle; 0 when it has none). */

@@ -14,7 +14,7 @@
  */
 import type { PlacedXattrs } from './xattr.js';
 import type { TarTime } from '../tar/types.js';
-import { Columns, RESERVED_ROWS, type Column } from './columns.js';
+import { ByteArena, Columns, RESERVED_ROWS, type Column } from './columns.js';
 import { TRIM_EVERY, trimResident, type SpillPolicy } from '../../services/fsutil/spill.js';
 
 /** Node kinds, as stored in the `kind` column. */
@@ -41,11 +41,8 @@ export interface NodeExt {
 export const MAX_EXTENT_LEN = 32768;
 
 const INITIAL_CAPACITY = 4096;
-/** The targets arena: at most 2 GiB; 64 KiB at first, 64 MiB of address space reserved (columns.ts). */
-const MAX_TARGET_BYTES = 2 ** 31;
+/** Address space reserved for the symlink targets at first (columns.ts). */
 const TARGETS_RESERVED = 2 ** 26;
-/** A spilled table's targets arena spills after this many bytes a row. */
-const TARGET_BYTES_PER_ROW = 16;
 /** The columns, one row per node: field name → element type (the table's fields, see rebind()). */
 const COLUMNS = {
   kind: Uint8Array,
@@ -103,23 +100,18 @@ export class NodeTable {
     this.columns = new Columns(INITIAL_CAPACITY, MAX_NODES, 'inodes', reservedRows, spill);
     for (const name of COLUMN_NAMES) this.columns.add<Column>(COLUMNS[name]);
     this.rebind();
-    const targetsSpill = spill && { dir: spill.dir, afterRows: spill.afterRows * TARGET_BYTES_PER_ROW };
-    this.targets = new Columns(1 << 16, MAX_TARGET_BYTES, 'bytes of symlink targets', TARGETS_RESERVED, targetsSpill);
-    this.targetBytes = this.targets.add(Uint8Array);
+    this.targets = new ByteArena('bytes of symlink targets', TARGETS_RESERVED, spill);
   }
 
-  /** symlink targets, UTF-8, back to back: a one-column table of bytes */
-  private readonly targets: Columns;
-  private targetBytes: Uint8Array<ArrayBuffer>;
-  private targetsUsed = 0;
+  /** symlink targets, UTF-8, back to back */
+  private readonly targets: ByteArena;
 
   /** Stores `target` as the symlink's target (UTF-8, as Buffer encodes it) and its length as its size; returns the length. */
   setTarget(id: number, target: string): number {
     const len = Buffer.byteLength(target, 'utf8');
-    const at = this.targetsUsed;
-    if (at + len > this.targets.rows && this.targets.growTo(at + len - 1)) this.targetBytes = this.targets.arrays()[0] as Uint8Array<ArrayBuffer>;
-    Buffer.from(this.targetBytes.buffer, this.targetBytes.byteOffset, this.targetBytes.byteLength).write(target, at, len, 'utf8');
-    this.targetsUsed += len;
+    const at = this.targets.take(len);
+    const bytes = this.targets.bytes;
+    Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).write(target, at, len, 'utf8');
     this.targetAt[id] = at;
     this.size[id] = len;
     return len;
@@ -127,7 +119,8 @@ export class NodeTable {
 
   /** The symlink's target bytes (a view: use it before the next setTarget). */
   target(id: number): Buffer {
-    return Buffer.from(this.targetBytes.buffer, this.targetBytes.byteOffset + this.targetAt[id]!, this.size[id]!);
+    const bytes = this.targets.bytes;
+    return Buffer.from(bytes.buffer, bytes.byteOffset + this.targetAt[id]!, this.size[id]!);
   }
 
   /** extents after the first, as flat [logical block, length, physical block] triples */
@@ -165,11 +158,6 @@ export class NodeTable {
   /** A zeroed array of `length` node ids (an order of nodes): in a file too once the columns spilled. */
   newOrder(length: number): Uint32Array<ArrayBuffer> {
     return this.columns.scratch(Uint32Array, length);
-  }
-
-  /** Whether the columns live in files (columns.ts). */
-  get spilled(): boolean {
-    return this.columns.spilled;
   }
 
   /** Releases the columns' files, if they spilled (the table must not be used after). */
