@@ -80,6 +80,13 @@ export function verityTreeFromLevel0(hashes: Buffer, dataBlocks: number, salt: B
   return { rootHash: hashBlock(salt, top), tree: Buffer.concat(levels.reverse()), dataBlocks, salt };
 }
 
+/** pread of up to `want` bytes into `buf` from `pos`, fewer only at the end of the file; returns how many. */
+function readUpTo(fd: number, buf: Buffer, want: number, pos: number): number {
+  let got = 0;
+  for (let r; got < want && (r = readSync(fd, buf, got, want - got, pos + got)) > 0; ) got += r;
+  return got;
+}
+
 /** pwrite of all of `data` at `pos`. */
 function writeAll(fd: number, data: Uint8Array, pos: number): void {
   for (let off = 0; off < data.length; ) off += writeSync(fd, data, off, data.length - off, pos + off);
@@ -123,12 +130,8 @@ export class Level0File {
       const n = Math.min(buf.length / VERITY_BLOCK, hashBlocks - b);
       const start = b * VERITY_BLOCK;
       const want = Math.min(n * VERITY_BLOCK, hashBytes - start);
-      let got = 0;
-      while (got < want) {
-        const r = readSync(this.fd, buf, got, want - got, start + got);
-        if (r === 0) throw invalidArgument(`verity: level-0 hashes end at byte ${start + got} of ${hashBytes}`);
-        got += r;
-      }
+      const got = readUpTo(this.fd, buf, want, start);
+      if (got < want) throw invalidArgument(`verity: level-0 hashes end at byte ${start + got} of ${hashBytes}`);
       buf.fill(0, want, n * VERITY_BLOCK);
       for (let i = 0; i < n; i++) hashBlock(salt, buf.subarray(i * VERITY_BLOCK, (i + 1) * VERITY_BLOCK)).copy(level1, (b + i) * HASH);
       b += n;
@@ -147,13 +150,7 @@ export class Level0File {
     const buf = Buffer.alloc(1 << 20);
     for (let off = 0; off < level0Bytes; ) {
       const want = Math.min(buf.length, level0Bytes - off);
-      let got = 0;
-      while (got < want) {
-        const r = readSync(this.fd, buf, got, want - got, off + got);
-        if (r === 0) break; // past the hashes: the padding
-        got += r;
-      }
-      buf.fill(0, got, want);
+      buf.fill(0, readUpTo(this.fd, buf, want, off), want); // past the hashes: the padding
       writeAll(fd, buf.subarray(0, want), pos);
       pos += want;
       off += want;
