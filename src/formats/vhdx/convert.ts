@@ -130,7 +130,7 @@ export async function rawToVhdx(input: string, output: string, opts: RawToVhdxOp
     const blockOffsets = new Map<number, number>();
     let nextFree = plan.dataOffset;
     let done = 0;
-    // chunks are mapped rather than read where the native helper can (mapped: false after a failure)
+    // chunks are mapped rather than read where the native helper can (`maps` undefined after a failure)
     let maps = mappingCalls();
     const mapped = new WeakSet<Buffer>();
     const release = (data: Buffer): void => {
