@@ -4,8 +4,13 @@
  * pipeline `tar -x` + `mke2fs -t ext4 -d DIR` (+ `veritysetup format` for --verity), in the
  * same run, with peak RSS. Targets: ≤ 3.0x cp without verity, ≤ 4.0x with, RSS ≤ 128 MiB.
  * The targets are judged on the command (`winsnap convert tar2vhd`, a process per layer).
- * Also reported, for information: the same conversion repeated inside one process (as
- * `winsnap serve` runs the lcow differ), first run and best warm run, against the same cp.
+ * `cp` writes a new file, as the conversion does (see measureFresh in lib/harness.ts): over an
+ * existing copy, ext4's flush on close nearly triples its time. Also reported, for information:
+ * the same conversion repeated inside one process (as `winsnap serve` runs the lcow differ),
+ * first run and best warm run, against the same cp.
+ * Optionally, upstream's Go tar2ext4 in the same runs: TAR2EXT4=/path/to/tar2ext4 (built from
+ * hcsshim's cmd/tar2ext4; nothing is downloaded here), and TAR2EXT4_VERITY_FLAG naming its
+ * dm-verity flag if the build has one (the upstream command has none).
  * And peak RSS by entry count (generated tars of 100k to 500k small files): the target says
  * ≤ 128 MiB whatever the layer size, and memory grows with entries, not bytes.
  */
@@ -13,7 +18,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { WINSNAP_BIN, measure, measureBest, report } from './lib/harness.js';
+import { WINSNAP_BIN, measure, measureAlternating, measureBest, measureFresh, report } from './lib/harness.js';
 import { manyFilesTar } from './lib/many-files-tar.js';
 
 const DIR = '/tmp/winsnap-bench-tar2vhd';
@@ -27,11 +32,33 @@ const count = spawnSync('bash', ['-c', `tar -tf ${tar} | wc -l`], { encoding: 'u
 console.log(`input: ${tar}, ${(statSync(tar).size / 1e6).toFixed(0)} MB, ${count} entries`);
 
 const out = join(DIR, 'out.vhd');
-const cp = await measureBest(3, ['cp', tar, join(DIR, 'copy.tar')]);
-const ours = await measureBest(3, [WINSNAP_BIN, 'convert', 'tar2vhd', '-i', tar, '-o', out, '--max-size', '128G']);
-report({ name: 'tar2vhd (ext4 + VHD footer)', ours, baselineName: 'cp', baseline: cp, target: '≤ 3.0x, ≤ 128 MiB' });
-const oursV = await measureBest(3, [WINSNAP_BIN, 'convert', 'tar2vhd', '-i', tar, '-o', out, '--verity', '--max-size', '128G']);
-report({ name: 'tar2vhd --verity', ours: oursV, baselineName: 'cp', baseline: cp, target: '≤ 4.0x, ≤ 128 MiB' });
+const copy = join(DIR, 'copy.tar');
+// Every run writes a new file (measureFresh), ours alternating with cp (and upstream's tar2ext4
+// when TAR2EXT4 names a build of hcsshim's cmd/tar2ext4), so all see the same page-cache and
+// writeback state. The cp baseline is the best of all its runs.
+const RUNS = Number(process.env.TAR2VHD_BENCH_RUNS ?? 5);
+const UPSTREAM = process.env.TAR2EXT4;
+const convert = (extra: string[]) => () => measureFresh([WINSNAP_BIN, 'convert', 'tar2vhd', '-i', tar, '-o', out, ...extra, '--max-size', '128G'], out);
+const cpNew = () => measureFresh(['cp', tar, copy], copy);
+const upstreamOut = join(DIR, 'upstream.vhd');
+const upstream = (extra: string[]) => () => measureFresh([UPSTREAM!, '-i', tar, '-o', upstreamOut, '-vhd', ...extra], upstreamOut);
+const [ours, cp1, up] = await measureAlternating(RUNS, convert([]), cpNew, ...(UPSTREAM ? [upstream([])] : []));
+const [oursV, cp2, upV] = await measureAlternating(RUNS, convert(['--verity']), cpNew, ...(UPSTREAM && process.env.TAR2EXT4_VERITY_FLAG ? [upstream([process.env.TAR2EXT4_VERITY_FLAG])] : []));
+const cp = cp1!.wallSeconds <= cp2!.wallSeconds ? cp1! : cp2!;
+report({ name: 'tar2vhd (ext4 + VHD footer)', ours: ours!, baselineName: 'cp to a new file', baseline: cp, target: '≤ 3.0x, ≤ 128 MiB' });
+report({ name: 'tar2vhd --verity', ours: oursV!, baselineName: 'cp to a new file', baseline: cp, target: '≤ 4.0x, ≤ 128 MiB' });
+// The issue's targets were set against upstream measuring "2.9–4.5x cp" here: only a cp over an
+// existing copy gives upstream that ratio (against a cp to a new file it is ~13x; docs/lcow.md).
+const cpOver = await measureBest(3, ['cp', tar, copy]);
+report({ name: 'tar2vhd (ext4 + VHD footer)', ours: ours!, baselineName: 'cp over an existing copy', baseline: cpOver, target: '≤ 3.0x as the issue measured upstream' });
+report({ name: 'tar2vhd --verity', ours: oursV!, baselineName: 'cp over an existing copy', baseline: cpOver, target: '≤ 4.0x as the issue measured upstream' });
+if (up) {
+  report({ name: 'tar2vhd (ext4 + VHD footer)', ours: ours!, baselineName: `upstream ${UPSTREAM} -vhd`, baseline: up });
+  console.log(`upstream / cp to a new file: ${(up.wallSeconds / cp.wallSeconds).toFixed(2)}x; / cp over an existing copy: ${(up.wallSeconds / cpOver.wallSeconds).toFixed(2)}x`);
+}
+if (upV) report({ name: 'tar2vhd --verity', ours: oursV!, baselineName: `upstream ${UPSTREAM} -vhd ${process.env.TAR2EXT4_VERITY_FLAG}`, baseline: upV });
+rmSync(copy, { force: true });
+rmSync(upstreamOut, { force: true });
 
 // in one long-lived process (bench/tar2vhd.inproc.mjs): the first run, then the best of the warm ones
 const INPROC = fileURLToPath(new URL('./tar2vhd.inproc.mjs', import.meta.url));
@@ -42,7 +69,7 @@ for (const extra of [[], ['--verity']]) {
   const warm = Math.min(...times.slice(1));
   const label = `tar2vhd${extra.length ? ' ' + extra.join(' ') : ''} in one process (4 runs)`;
   console.log(
-    `${label}: first ${times[0]!.toFixed(3)} s, best warm ${warm.toFixed(3)} s (${(warm / cp.wallSeconds).toFixed(2)}x cp), peak RSS ${(m.maxRssKiB / 1024).toFixed(1)} MiB`,
+    `${label}: first ${times[0]!.toFixed(3)} s, best warm ${warm.toFixed(3)} s (${(warm / cp.wallSeconds).toFixed(2)}x cp to a new file, ${(warm / cpOver.wallSeconds).toFixed(2)}x cp over a copy), peak RSS ${(m.maxRssKiB / 1024).toFixed(1)} MiB`,
   );
 }
 

@@ -10,7 +10,7 @@ import { closeSync, mkdtempSync, openSync, rmSync, writeSync, ftruncateSync } fr
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { measure, measureAlternating, report, WINSNAP_BIN } from './lib/harness.js';
+import { measureAlternating, measureFresh, report, WINSNAP_BIN } from './lib/harness.js';
 
 const MiB = 1024 * 1024;
 const SIZE = 2048 * MiB;
@@ -38,11 +38,7 @@ async function main(): Promise<void> {
     const theirs = join(dir, 'qemu.vhdx');
     const oursCmd = [process.execPath, WINSNAP_BIN, 'vhdx', 'convert', raw, ours, '--block-size', '32MiB', '--force'];
     const qemuCmd = ['qemu-img', 'convert', '-f', 'raw', '-O', 'vhdx', '-o', 'subformat=dynamic,block_size=33554432', raw, theirs];
-    const fresh = (argv: string[], out: string) => () => {
-      rmSync(out, { force: true });
-      spawnSync('sync');
-      return measure(argv);
-    };
+    const fresh = (argv: string[], out: string) => () => measureFresh(argv, out);
     const [o, q] = await measureAlternating(RUNS, fresh(oursCmd, ours), fresh(qemuCmd, theirs));
     report({ name: 'raw → VHDX, 2 GiB half-sparse', ours: o, baselineName: 'qemu-img convert', baseline: q, target: '≤ 1.0x' });
 
