@@ -1,18 +1,20 @@
 /**
  * The inodes of an ext4 image while the writer builds it, stored as columns (one typed array per
- * field) indexed by a node id that is also the node's creation order. A node costs 77 bytes of
+ * field) indexed by a node id that is also the node's creation order. A node costs 85 bytes of
  * typed arrays, where an object per node cost ~380 bytes of heap (object header, boxed fields,
  * an extents array): a layer of 300k entries keeps ~90 MB less resident, and the garbage
- * collector has no per-node objects to trace or move. What only some inodes have (device
- * numbers, xattrs, inline data, what finishing computes for them) lives in a side map of
- * records. Access and change times are columns, not side records (GNU tar's pax format gives
- * them for every entry), and symlink targets are UTF-8 in one byte arena, also a table that
- * spills: a record or a string per entry would grow the heap with the layer where the columns
- * spill to files (columns.ts).
+ * collector has no per-node objects to trace or move. What only a few inodes have (device
+ * numbers, inline data, extent trees) lives in a side map of records. Access and change
+ * times are columns, not side records (GNU tar's pax format gives them for every entry),
+ * symlink targets are UTF-8 in one byte arena, and extended attributes are numbered sets
+ * (xattr-sets.ts; an SELinux layer labels every file), all in tables that spill: a record or
+ * a string per entry would grow the heap with the layer where the columns spill to files
+ * (columns.ts).
  *
  * Facts about the fields (ext4 inode layout) are in writer.ts, which encodes them.
  */
-import type { PlacedXattrs } from './xattr.js';
+import type { PlacedXattrs, Xattr } from './xattr.js';
+import { XattrSets } from './xattr-sets.js';
 import type { TarTime } from '../tar/types.js';
 import { ByteArena, Columns, RESERVED_ROWS, type Column } from './columns.js';
 import { TRIM_EVERY, trimResident, type SpillPolicy } from '../../services/fsutil/spill.js';
@@ -25,15 +27,14 @@ export type Kind = keyof typeof KIND;
 export interface NodeExt {
   devMajor?: number;
   devMinor?: number;
-  xattrs?: Map<string, Buffer>;
   /** inline data (a small file, kept until close) */
   inline?: Buffer;
   // set while finishing
-  xattrBlock?: number;
-  /** blocks beyond the data counted in i_blocks (extent tree, xattr block) */
+  /** blocks beyond the data counted in i_blocks (extent tree; the xattr block is counted apart) */
   extraBlocks?: number;
   /** the i_block area when it is not a plain extent leaf (extent index root, inline data) */
   iblock?: Buffer;
+  /** where an inline-data inode's xattrs go (`system.data` first) */
   placed?: PlacedXattrs;
 }
 
@@ -65,7 +66,11 @@ const COLUMNS = {
   firstLogical: Uint32Array,
   firstLength: Uint16Array,
   firstPhysical: Uint32Array,
+  /** the node's extended attributes: a set number in `xattrSets` (0: none) */
+  xattrSet: Uint32Array,
   // set while finishing
+  /** the block holding the xattrs that do not fit in the inode (0: none) */
+  xattrBlock: Uint32Array,
   ino: Uint32Array,
   links: Uint32Array,
   /** a directory's parent directory (directories only) */
@@ -101,6 +106,21 @@ export class NodeTable {
     for (const name of COLUMN_NAMES) this.columns.add<Column>(COLUMNS[name]);
     this.rebind();
     this.targets = new ByteArena('bytes of symlink targets', TARGETS_RESERVED, spill);
+    this.xattrSets = new XattrSets(spill);
+  }
+
+  /** the sets of extended attributes the nodes refer to (`xattrSet`) */
+  private readonly xattrSets: XattrSets;
+
+  /** Gives the node the extended attributes `xattrs` (names distinct), or none when empty. */
+  setXattrs(id: number, xattrs: readonly Xattr[]): void {
+    this.xattrSet[id] = xattrs.length > 0 ? this.xattrSets.add(xattrs) : 0;
+  }
+
+  /** The node's extended attributes (copies), in the order they were given; empty when none. */
+  xattrs(id: number): Xattr[] {
+    const set = this.xattrSet[id]!;
+    return set === 0 ? [] : this.xattrSets.get(set);
   }
 
   /** symlink targets, UTF-8, back to back */
@@ -164,6 +184,7 @@ export class NodeTable {
   close(): void {
     this.columns.close();
     this.targets.close();
+    this.xattrSets.close();
   }
 
   /** The node's side record, made on first use. */

@@ -29,7 +29,7 @@ import { invalidArgument } from '../../services/errdefs.js';
 import { TRIM_EVERY, trimResident } from '../../services/fsutil/spill.js';
 import type { TarEntry } from '../tar/reader.js';
 import type { TarTime } from '../tar/types.js';
-import { encodeXattrBlock, placeXattrs, writeInInodeXattrs, type Xattr } from './xattr.js';
+import { encodeXattrBlock, placeXattrs, writeInInodeXattrs, type PlacedXattrs, type Xattr } from './xattr.js';
 import { KIND, MAX_EXTENT_LEN, NodeTable, type Kind } from './nodes.js';
 import { DirectoryEntries } from './dirents.js';
 import { countBits, setBits } from './bitmap.js';
@@ -87,6 +87,8 @@ export const SPILL_AFTER_ROWS = 2 ** 17;
 /** Largest file inline data can hold: 60 bytes of i_block + a `system.data` value in the inode. */
 export const INLINE_MAX = 60 + 68;
 const INLINE_DATA_FL = 0x10000000;
+/** Placements of xattr sets remembered while finishing (most inodes of a layer share a few sets). */
+const RECENT_PLACEMENTS = 256;
 
 export interface Ext4Result {
   /** bytes of the filesystem image */
@@ -188,6 +190,8 @@ export class Ext4Writer {
   /** every directory's entries */
   private readonly entries: DirectoryEntries;
   /** parentOf's cache: the directory path (all but the last part) of the last entry, and its node */
+  /** xattr set number → where its xattrs go (placedXattrs) */
+  private readonly placements = new Map<number, PlacedXattrs>();
   private lastDirParts: string[] = [];
   private lastDir = ROOT;
   private buf: Buffer = Buffer.allocUnsafe(WRITE_BUFFER);
@@ -427,17 +431,23 @@ export class Ext4Writer {
     d.setNode(e, node);
   }
 
-  /** `SCHILY.xattr.*` records, copied (the records are views of input chunks). */
-  private xattrsOf(e: TarEntry): Map<string, Buffer> | undefined {
-    let m: Map<string, Buffer> | undefined;
+  /**
+   * The entry's `SCHILY.xattr.*` records (global ones first; a later record of a name replaces
+   * the value in its place), or undefined when it has none. The values are views of the input.
+   */
+  private xattrsOf(e: TarEntry): Xattr[] | undefined {
+    let xs: Xattr[] | undefined;
     for (const list of [e.header.globalPax, e.header.pax]) {
       for (const r of list) {
         if (!r.key.startsWith('SCHILY.xattr.')) continue;
-        m ??= new Map();
-        m.set(r.key.slice('SCHILY.xattr.'.length), ownCopy(r.value));
+        const name = r.key.slice('SCHILY.xattr.'.length);
+        xs ??= [];
+        const i = xs.findIndex((x) => x.name === name);
+        if (i >= 0) xs[i] = { name, value: r.value };
+        else xs.push({ name, value: r.value });
       }
     }
-    return m;
+    return xs;
   }
 
   /** Adds one tar entry (its body is consumed for regular files). */
@@ -487,7 +497,7 @@ export class Ext4Writer {
   /** Gives node `n` the entry's `SCHILY.xattr.*` records, if it has any. */
   private setXattrs(n: number, e: TarEntry): void {
     const xattrs = this.xattrsOf(e);
-    if (xattrs) this.nodes.more(n).xattrs = xattrs;
+    if (xattrs) this.nodes.setXattrs(n, xattrs);
   }
 
   /** Adds `e` (path `parts`); `body` is the whole body of a regular file (not used for other types). */
@@ -501,7 +511,12 @@ export class Ext4Writer {
     if (this.isWhiteout(parts)) {
       if (last === '.wh..wh..opq') {
         const dir = this.parentOf(parts, name);
-        (t.more(dir).xattrs ??= new Map()).set('trusted.overlay.opaque', ownCopy(Buffer.from('y')));
+        const xs = t.xattrs(dir);
+        const opaque = { name: 'trusted.overlay.opaque', value: Buffer.from('y') };
+        const i = xs.findIndex((x) => x.name === opaque.name);
+        if (i >= 0) xs[i] = opaque;
+        else xs.push(opaque);
+        t.setXattrs(dir, xs);
         return;
       }
       parts = [...parts.slice(0, -1), last.slice('.wh.'.length)];
@@ -736,12 +751,12 @@ export class Ext4Writer {
       t.setExtents(n, [0, 1, this.append(t.target(n))]);
     }
     const ext = t.ext.get(n);
-    if (!ext && t.firstLength[n] === 0) return; // no xattrs, no inline data, no extent tree: nothing to append
-    const xs: Xattr[] | undefined = ext?.xattrs && [...ext.xattrs].map(([name, value]) => ({ name, value }));
+    const set = t.xattrSet[n]!;
+    if (!ext && set === 0 && t.firstLength[n] === 0) return; // no xattrs, no inline data, no extent tree: nothing to append
     if (ext?.inline) {
       const inline = ext.inline;
       try {
-        ext.placed = placeXattrs(xs ?? [], undefined, { name: 'system.data', value: inline.subarray(Math.min(60, inline.length)) });
+        ext.placed = placeXattrs(t.xattrs(n), undefined, { name: 'system.data', value: inline.subarray(Math.min(60, inline.length)) });
         ext.iblock = Buffer.alloc(60);
         inline.copy(ext.iblock, 0, 0, Math.min(60, inline.length));
       } catch {
@@ -760,16 +775,28 @@ export class Ext4Writer {
       x.iblock = tree.root;
       x.extraBlocks = (x.extraBlocks ?? 0) + tree.blocks;
     }
-    if (!ext) return;
-    try {
-      if (xs && !ext.placed) ext.placed = placeXattrs(xs);
-    } catch (err) {
-      throw invalidArgument(`inode ${t.ino[n]}: ${(err as Error).message}`);
+    const placed = this.placedXattrs(n);
+    if (placed && placed.block.length > 0) t.xattrBlock[n] = this.append(encodeXattrBlock(placed.block));
+  }
+
+  /** Where node `n`'s xattrs go (inode, block), or undefined when it has none. */
+  private placedXattrs(n: number): PlacedXattrs | undefined {
+    const t = this.nodes;
+    const own = t.ext.get(n)?.placed; // inline data: `system.data` came first
+    if (own) return own;
+    const set = t.xattrSet[n]!;
+    if (set === 0) return undefined;
+    let placed = this.placements.get(set);
+    if (!placed) {
+      try {
+        placed = placeXattrs(t.xattrs(n));
+      } catch (err) {
+        throw invalidArgument(`inode ${t.ino[n]}: ${(err as Error).message}`);
+      }
+      if (this.placements.size === RECENT_PLACEMENTS) this.placements.clear();
+      this.placements.set(set, placed);
     }
-    if (ext.placed && ext.placed.block.length > 0) {
-      ext.xattrBlock = this.append(encodeXattrBlock(ext.placed.block));
-      ext.extraBlocks = (ext.extraBlocks ?? 0) + 1;
-    }
+    return placed;
   }
 
   private finish(uuidSeed: string): Ext4Result {
@@ -1032,7 +1059,8 @@ export class Ext4Writer {
     writeTime(v, mSec, mNsec, at + 144, at + 148); // crtime = mtime, as tar2ext4
     v.setUint16(at + 24, gid & 0xffff, true);
     v.setUint16(at + 26, links > 65000 ? 1 : links, true);
-    const sectors = (t.dataBlocks(n) + (ext?.extraBlocks ?? 0)) * (BLOCK / 512);
+    const xattrBlock = t.xattrBlock[n]!;
+    const sectors = (t.dataBlocks(n) + (ext?.extraBlocks ?? 0) + (xattrBlock !== 0 ? 1 : 0)) * (BLOCK / 512);
     v.setUint32(at + 28, sectors % 2 ** 32, true);
     v.setUint16(at + 116, Math.floor(sectors / 2 ** 32), true);
     const extents = usesExtents(t, n);
@@ -1055,14 +1083,14 @@ export class Ext4Writer {
       if (major < 256 && minor < 256) v.setUint32(at + 40, (major << 8) | minor, true);
       else v.setUint32(at + 44, ((minor & 0xff) | (major << 8) | ((minor & ~0xff) << 12)) >>> 0, true);
     }
-    const xattrBlock = ext?.xattrBlock ?? 0;
     v.setUint32(at + 104, xattrBlock % 2 ** 32, true);
     v.setUint16(at + 118, Math.floor(xattrBlock / 2 ** 32), true);
     v.setUint32(at + 108, Math.floor(size / 2 ** 32), true);
     v.setUint16(at + 120, uid >>> 16, true);
     v.setUint16(at + 122, gid >>> 16, true);
     v.setUint16(at + 128, EXTRA_ISIZE, true);
-    if (ext?.placed) writeInInodeXattrs(b.subarray(at, at + INODE_SIZE), 128 + EXTRA_ISIZE, ext.placed.inInode);
+    const placed = this.placedXattrs(n);
+    if (placed) writeInInodeXattrs(b.subarray(at, at + INODE_SIZE), 128 + EXTRA_ISIZE, placed.inInode);
   }
 
   private superblock(p: { total: number; groups: number; ipg: number; freeBlocks: number; freeInodes: number; uuid: Buffer }): Buffer {
