@@ -262,7 +262,9 @@ export class TarReader implements AsyncIterable<TarEntry> {
     if (this.endInfo) return null;
     const skip = this.remaining + this.padding;
     const block = this.src.peek(skip, BLOCK);
-    if (!block || !PLAIN_FLAGS[block[156]!] || isZeroBlock(block)) return null;
+    if (!block) return null;
+    if (block[156] === TYPE_PAX) return this.paxEntrySync(skip, block);
+    if (!PLAIN_FLAGS[block[156]!] || isZeroBlock(block)) return null;
     try {
       this.seq++;
       this.src.skipBuffered(skip);
@@ -272,6 +274,39 @@ export class TarReader implements AsyncIterable<TarEntry> {
       this.src.skipBuffered(BLOCK);
       const raw = decodeHeader(block, { offset: at }, this.opts.maxEntrySize);
       return this.buildEntry(raw, at, at, [], false, undefined, undefined);
+    } catch (err) {
+      this.failure = err;
+      throw err;
+    }
+  }
+
+  /**
+   * nextSync() for an entry of one PAX header ('x') and a plain header (what GNU tar's pax
+   * format writes for every entry, and other tars for long names or xattrs), when both headers
+   * and the PAX records are in the current chunk: as readEntry() reads it, without awaiting.
+   * Null, having consumed nothing, for anything else.
+   */
+  private paxEntrySync(skip: number, block: Buffer): TarEntry | null {
+    const o = this.opts;
+    if (o.maxMetaHeaders < 1) return null;
+    try {
+      const at = this.src.offset + skip;
+      const meta = decodeHeader(block, { offset: at }, o.maxEntrySize);
+      if (meta.size > o.maxHeaderBytes) return null;
+      const padded = meta.size + ((BLOCK - (meta.size % BLOCK)) % BLOCK);
+      const main = this.src.peek(skip + BLOCK + padded, BLOCK);
+      if (!main || !PLAIN_FLAGS[main[156]!] || isZeroBlock(main)) return null;
+      const body = this.src.peek(skip + BLOCK, meta.size)!;
+      // One copy of the header body; the record values are views of it.
+      const local = parsePaxRecords(Buffer.from(body), { offset: at, entry: meta.name.toString('latin1') });
+      this.seq++;
+      this.src.skipBuffered(skip + BLOCK + padded);
+      this.remaining = 0;
+      this.padding = 0;
+      const mainAt = this.src.offset;
+      this.src.skipBuffered(BLOCK);
+      const raw = decodeHeader(main, { offset: mainAt }, o.maxEntrySize);
+      return this.buildEntry(raw, mainAt, at, local, true, undefined, undefined);
     } catch (err) {
       this.failure = err;
       throw err;

@@ -6,8 +6,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
-import { TarReader, TarWriter, readTar, encodeTarHeader } from '../../../src/formats/tar/index.js';
+import { TarReader, TarWriter, readTar, encodeTarHeader, type TarEntry } from '../../../src/formats/tar/index.js';
 import { collect } from './helpers.js';
+
 
 const MiB = 1 << 20;
 
@@ -115,7 +116,7 @@ test('reader: nextSync reads plain entries already buffered, and returns null (c
   assert.equal(b!.offset, 1024);
   assert.equal(b!.bufferedBody!()?.length, 700);
   const pos = reader.position;
-  assert.equal(reader.nextSync(), null, 'a PAX header: next() reads it');
+  assert.equal(reader.nextSync(), null, 'a PAX header whose records the chunk does not hold: next() reads it');
   assert.equal(reader.position, pos, 'nothing consumed');
   const c = (await reader.next())!;
   assert.equal(c.header.name, 'x'.repeat(150));
@@ -131,6 +132,49 @@ test('reader: nextSync reads plain entries already buffered, and returns null (c
   await r2.next();
   assert.throws(() => r2.nextSync(), /checksum/);
   await assert.rejects(r2.next(), /checksum/);
+});
+
+test('reader: nextSync reads a PAX header and its entry from the buffered chunk as next() does, and fails on bad records as next() does', async () => {
+  const w = new TarWriter();
+  const bytesP = collect(w);
+  await w.writeEntry({ name: 'a', size: 0 });
+  await w.writeEntry(
+    { name: 'ü/'.repeat(60) + 'long', size: 3, mtime: { sec: 5n, nsec: 7 }, atime: { sec: 6n, nsec: 1 }, pax: [{ key: 'SCHILY.xattr.user.k', value: Buffer.from([0, 1, 2]) }] },
+    Buffer.from('abc'),
+  );
+  await w.writeEntry({ name: 'x'.repeat(120), type: 'symlink', linkname: 't'.repeat(200) });
+  await w.finish();
+  const bytes = await bytesP;
+  const view = (e: TarEntry) => ({ header: e.header, offset: e.offset, headerOffset: e.headerOffset, dataOffset: e.dataOffset });
+  const viaNext: ReturnType<typeof view>[] = [];
+  for await (const e of new TarReader([bytes])) viaNext.push(view(e));
+  const r = new TarReader([bytes]);
+  const first = (await r.next())!;
+  const second = r.nextSync();
+  assert.ok(second, 'a PAX entry in the chunk is read without waiting');
+  assert.equal(second.bufferedBody!()?.toString(), 'abc');
+  const third = r.nextSync();
+  assert.ok(third);
+  assert.deepEqual([first, second, third].map(view), viaNext);
+  assert.equal(second.header.format, 'pax');
+  assert.equal(r.nextSync(), null, 'the end-of-archive marker is left to next()');
+  assert.equal(await r.next(), undefined);
+
+  // a malformed record: the same error either way, and the reader stays failed
+  const bad = Buffer.from(bytes);
+  assert.equal(bad[512 + 156], 0x78, "the second entry's first header is a PAX header");
+  bad[1024] = 0x7a; // its first record's length does not start with a digit
+  const r3 = new TarReader([bad]);
+  await r3.next();
+  const viaNextError = await r3.next().then(
+    () => undefined,
+    (e: Error) => e.message,
+  );
+  assert.ok(viaNextError, 'next() refuses the record');
+  const r4 = new TarReader([bad]);
+  await r4.next();
+  assert.throws(() => r4.nextSync(), (e: Error) => e.message === viaNextError);
+  await assert.rejects(r4.next(), (e: Error) => e.message === viaNextError);
 });
 
 test('reader over a Node Readable; close() releases it', async () => {
