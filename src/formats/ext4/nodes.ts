@@ -117,6 +117,12 @@ export class NodeTable {
     this.xattrSet[id] = xattrs.length > 0 ? this.xattrSets.add(xattrs) : 0;
   }
 
+  /** Whether the node's extended attributes all fit in its inode (or it has none): no xattr block. */
+  xattrsFitInInode(id: number): boolean {
+    const set = this.xattrSet[id]!;
+    return set === 0 || this.xattrSets.fitInInode(set);
+  }
+
   /** The node's extended attributes (copies), in the order they were given; empty when none. */
   xattrs(id: number): Xattr[] {
     const set = this.xattrSet[id]!;

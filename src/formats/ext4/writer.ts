@@ -775,6 +775,7 @@ export class Ext4Writer {
       x.iblock = tree.root;
       x.extraBlocks = (x.extraBlocks ?? 0) + tree.blocks;
     }
+    if (!ext?.placed && t.xattrsFitInInode(n)) return; // placed when the inode is encoded
     const placed = this.placedXattrs(n);
     if (placed && placed.block.length > 0) t.xattrBlock[n] = this.append(encodeXattrBlock(placed.block));
   }

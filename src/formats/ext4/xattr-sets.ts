@@ -14,7 +14,7 @@
  */
 import type { SpillPolicy } from '../../services/fsutil/spill.js';
 import { ByteArena, Columns } from './columns.js';
-import type { Xattr } from './xattr.js';
+import { entrySize, IN_INODE_SPACE, splitXattrName, valueSize, type Xattr } from './xattr.js';
 
 /** Sets remembered for sharing (forgotten all at once when full: a plain Map stays fast). */
 const RECENT_SETS = 1024;
@@ -24,11 +24,24 @@ const MAX_SETS = 2 ** 25;
 const BYTES_RESERVED = 2 ** 24;
 const ROWS_RESERVED = 2 ** 16;
 
+/** Whether placeXattrs puts all of `xattrs` in the inode (false also for a name it refuses). */
+function fitsInInode(xattrs: readonly Xattr[]): boolean {
+  let used = 4; // as placeXattrs counts: the terminating zero word
+  try {
+    for (const x of xattrs) used += entrySize(splitXattrName(x.name)) + valueSize(x.value);
+  } catch {
+    return false;
+  }
+  return used <= IN_INODE_SPACE;
+}
+
 export class XattrSets {
   private readonly bytes: ByteArena;
   private readonly table: Columns;
   private start: Float64Array;
   private length: Uint32Array;
+  /** whether all of the set fits in an inode (1), so no xattr block is needed */
+  private inInode: Uint8Array;
   /** sets so far, number 0 (none) included */
   private count = 1;
   /** encoding (as latin1 text) → set number, of recent sets */
@@ -40,6 +53,7 @@ export class XattrSets {
     this.table = new Columns(1024, MAX_SETS, 'sets of extended attributes', ROWS_RESERVED, spill);
     this.start = this.table.add(Float64Array);
     this.length = this.table.add(Uint32Array);
+    this.inInode = this.table.add(Uint8Array);
     this.bytes = new ByteArena('bytes of extended attributes', BYTES_RESERVED, spill);
   }
 
@@ -61,14 +75,20 @@ export class XattrSets {
     const known = this.recent.get(key);
     if (known !== undefined) return known;
     const id = this.count++;
-    if (this.table.growTo(id)) [this.start, this.length] = this.table.arrays() as [Float64Array, Uint32Array];
+    if (this.table.growTo(id)) [this.start, this.length, this.inInode] = this.table.arrays() as [Float64Array, Uint32Array, Uint8Array];
     const where = this.bytes.take(size);
     this.bytes.bytes.set(s.subarray(0, size), where);
     this.start[id] = where;
     this.length[id] = size;
+    this.inInode[id] = fitsInInode(xattrs) ? 1 : 0;
     if (this.recent.size === RECENT_SETS) this.recent.clear();
     this.recent.set(key, id);
     return id;
+  }
+
+  /** Whether all xattrs of set `id` (≥ 1) fit in the inode (placeXattrs then needs no block). */
+  fitInInode(id: number): boolean {
+    return this.inInode[id] === 1;
   }
 
   /** The xattrs of set `id` (≥ 1), in the order they were added; the values are copies. */
