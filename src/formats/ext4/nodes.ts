@@ -117,10 +117,13 @@ export class NodeTable {
     this.xattrSet[id] = xattrs.length > 0 ? this.xattrSets.add(xattrs) : 0;
   }
 
-  /** Whether the node's extended attributes all fit in its inode (or it has none): no xattr block. */
-  xattrsFitInInode(id: number): boolean {
+  /**
+   * The node's in-inode xattr area (xattr.ts IN_INODE_AREA bytes, see xattr-sets.ts) when it has xattrs and
+   * they all fit in the inode; undefined otherwise. A view: use it before the next setXattrs().
+   */
+  xattrInInodeArea(id: number): Buffer | undefined {
     const set = this.xattrSet[id]!;
-    return set === 0 || this.xattrSets.fitInInode(set);
+    return set === 0 ? undefined : this.xattrSets.inInodeArea(set);
   }
 
   /** The node's extended attributes (copies), in the order they were given; empty when none. */

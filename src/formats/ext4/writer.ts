@@ -775,7 +775,7 @@ export class Ext4Writer {
       x.iblock = tree.root;
       x.extraBlocks = (x.extraBlocks ?? 0) + tree.blocks;
     }
-    if (!ext?.placed && t.xattrsFitInInode(n)) return; // placed when the inode is encoded
+    if (!ext?.placed && (t.xattrSet[n] === 0 || t.xattrInInodeArea(n))) return; // no xattr block
     const placed = this.placedXattrs(n);
     if (placed && placed.block.length > 0) t.xattrBlock[n] = this.append(encodeXattrBlock(placed.block));
   }
@@ -1090,8 +1090,12 @@ export class Ext4Writer {
     v.setUint16(at + 120, uid >>> 16, true);
     v.setUint16(at + 122, gid >>> 16, true);
     v.setUint16(at + 128, EXTRA_ISIZE, true);
-    const placed = this.placedXattrs(n);
-    if (placed) writeInInodeXattrs(b.subarray(at, at + INODE_SIZE), 128 + EXTRA_ISIZE, placed.inInode);
+    const area = ext?.placed ? undefined : t.xattrInInodeArea(n);
+    if (area) area.copy(b, at + 128 + EXTRA_ISIZE);
+    else {
+      const placed = this.placedXattrs(n);
+      if (placed) writeInInodeXattrs(b.subarray(at, at + INODE_SIZE), 128 + EXTRA_ISIZE, placed.inInode);
+    }
   }
 
   private superblock(p: { total: number; groups: number; ipg: number; freeBlocks: number; freeInodes: number; uuid: Buffer }): Buffer {

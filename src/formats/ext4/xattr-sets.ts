@@ -11,10 +11,13 @@
  * an SELinux label peaked at 838 MiB.)
  *
  * A set's encoding, per xattr in order: u16 name length, name (UTF-8), u32 value length, value.
+ * A set that fits in an inode (almost every set: an SELinux label takes 52 of its 92 bytes) is
+ * followed by its in-inode area, made once when the set is added, so encoding an inode copies
+ * 96 bytes instead of placing the set again.
  */
 import type { SpillPolicy } from '../../services/fsutil/spill.js';
 import { ByteArena, Columns } from './columns.js';
-import { entrySize, IN_INODE_SPACE, splitXattrName, valueSize, type Xattr } from './xattr.js';
+import { IN_INODE_AREA, placeXattrs, writeInInodeXattrs, type Xattr } from './xattr.js';
 
 /** Sets remembered for sharing (forgotten all at once when full: a plain Map stays fast). */
 const RECENT_SETS = 1024;
@@ -24,15 +27,22 @@ const MAX_SETS = 2 ** 25;
 const BYTES_RESERVED = 2 ** 24;
 const ROWS_RESERVED = 2 ** 16;
 
-/** Whether placeXattrs puts all of `xattrs` in the inode (false also for a name it refuses). */
-function fitsInInode(xattrs: readonly Xattr[]): boolean {
-  let used = 4; // as placeXattrs counts: the terminating zero word
+/**
+ * The in-inode xattr area (IN_INODE_AREA bytes: magic, entries, values from the end) that holds
+ * all of `xattrs`, or undefined when placeXattrs would need a block (or refuses a name). The
+ * area's value offsets are relative to its first entry, so it is the same wherever it lies.
+ */
+function inInodeArea(xattrs: readonly Xattr[]): Buffer | undefined {
+  let placed;
   try {
-    for (const x of xattrs) used += entrySize(splitXattrName(x.name)) + valueSize(x.value);
+    placed = placeXattrs([...xattrs]);
   } catch {
-    return false;
+    return undefined; // the writer places it again, and reports the error with the inode
   }
-  return used <= IN_INODE_SPACE;
+  if (placed.block.length > 0) return undefined;
+  const area = Buffer.alloc(IN_INODE_AREA);
+  writeInInodeXattrs(area, 0, placed.inInode);
+  return area;
 }
 
 export class XattrSets {
@@ -40,7 +50,7 @@ export class XattrSets {
   private readonly table: Columns;
   private start: Float64Array;
   private length: Uint32Array;
-  /** whether all of the set fits in an inode (1), so no xattr block is needed */
+  /** 1 when the set fits in an inode: its in-inode area follows its bytes (IN_INODE_AREA more) */
   private inInode: Uint8Array;
   /** sets so far, number 0 (none) included */
   private count = 1;
@@ -76,19 +86,26 @@ export class XattrSets {
     if (known !== undefined) return known;
     const id = this.count++;
     if (this.table.growTo(id)) [this.start, this.length, this.inInode] = this.table.arrays() as [Float64Array, Uint32Array, Uint8Array];
-    const where = this.bytes.take(size);
+    const area = inInodeArea(xattrs);
+    const where = this.bytes.take(size + (area ? IN_INODE_AREA : 0));
     this.bytes.bytes.set(s.subarray(0, size), where);
+    if (area) this.bytes.bytes.set(area, where + size);
     this.start[id] = where;
     this.length[id] = size;
-    this.inInode[id] = fitsInInode(xattrs) ? 1 : 0;
+    this.inInode[id] = area ? 1 : 0;
     if (this.recent.size === RECENT_SETS) this.recent.clear();
     this.recent.set(key, id);
     return id;
   }
 
-  /** Whether all xattrs of set `id` (≥ 1) fit in the inode (placeXattrs then needs no block). */
-  fitInInode(id: number): boolean {
-    return this.inInode[id] === 1;
+  /**
+   * The in-inode xattr area (IN_INODE_AREA bytes) holding all of set `id` (≥ 1), or undefined
+   * when the set needs an xattr block. A view: use it before the next add().
+   */
+  inInodeArea(id: number): Buffer | undefined {
+    if (this.inInode[id] !== 1) return undefined;
+    const b = this.bytes.bytes;
+    return Buffer.from(b.buffer, b.byteOffset + this.start[id]! + this.length[id]!, IN_INODE_AREA);
   }
 
   /** The xattrs of set `id` (≥ 1), in the order they were added; the values are copies. */

@@ -88,8 +88,10 @@ export interface PlacedXattrs {
   block: { name: EncodedXattrName; value: Buffer }[];
 }
 
-/** Space for entries + values inside a 256-byte inode with extra_isize 32: 96 bytes minus the magic. */
-export const IN_INODE_SPACE = 256 - 128 - 32 - 4;
+/** The in-inode xattr area of a 256-byte inode with extra_isize 32: magic, entries, values. */
+export const IN_INODE_AREA = 256 - 128 - 32;
+/** Space for entries + values in that area: 96 bytes minus the magic. */
+export const IN_INODE_SPACE = IN_INODE_AREA - 4;
 
 /** Splits sorted xattrs between the inode and one block; throws if they do not fit in both. */
 export function placeXattrs(xattrs: Xattr[], inInodeSpace = IN_INODE_SPACE, first?: Xattr): PlacedXattrs {

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { XattrSets } from '../../../src/formats/ext4/xattr-sets.js';
 import { spilledTables } from '../../../src/services/fsutil/spill.js';
 import { nativeStatus } from '../../../src/services/fsutil/native.js';
-import { placeXattrs, type Xattr } from '../../../src/formats/ext4/xattr.js';
+import { IN_INODE_AREA, placeXattrs, writeInInodeXattrs, type Xattr } from '../../../src/formats/ext4/xattr.js';
 import { tempDir } from '../../helpers/tools.js';
 
 const x = (name: string, value: string | Buffer): Xattr => ({ name, value: Buffer.isBuffer(value) ? value : Buffer.from(value) });
@@ -32,18 +32,28 @@ test('a set comes back as it was added: names (UTF-8), binary values, order', ()
   }
 });
 
-test('fitInInode: whether placeXattrs puts the whole set in the inode (no xattr block)', () => {
+test('inInodeArea: the in-inode area placeXattrs and writeInInodeXattrs give an inode, for a set that fits; none for one that needs a block', () => {
   const sets = new XattrSets();
   try {
-    for (const given of [[label], [label, capability], [x('user.a', Buffer.alloc(60))], [x('user.a', Buffer.alloc(80))], [label, capability, x('user.b', 'bb')], [x('nonamespace', 'v')]]) {
-      let fits: boolean;
+    const cases = [[label], [label, capability], [x('user.a', Buffer.alloc(60, 1))], [x('user.a', Buffer.alloc(80))], [label, capability, x('user.b', 'bb')], [x('nonamespace', 'v')], [x('trusted.overlay.opaque', 'y'), x('user.z', ''), x('system.posix_acl_access', Buffer.from([2, 0, 0, 0]))]];
+    let fitting = 0;
+    for (const given of cases) {
+      let expected: Buffer | undefined;
       try {
-        fits = placeXattrs(given).block.length === 0;
+        const placed = placeXattrs(given);
+        if (placed.block.length === 0) {
+          const inode = Buffer.alloc(256);
+          writeInInodeXattrs(inode, 256 - IN_INODE_AREA, placed.inInode);
+          expected = inode.subarray(256 - IN_INODE_AREA);
+        }
       } catch {
-        fits = false; // refused names: the writer places them (and reports the error) the slow way
+        expected = undefined; // refused names: the writer places them (and reports the error) the slow way
       }
-      assert.equal(sets.fitInInode(sets.add(given)), fits, given.map((g) => g.name).join());
+      const area = sets.inInodeArea(sets.add(given));
+      assert.deepEqual(area && Buffer.from(area), expected, given.map((g) => g.name).join());
+      if (expected) fitting++;
     }
+    assert.equal(fitting, 3, 'both kinds of set were tried');
   } finally {
     sets.close();
   }
