@@ -3,7 +3,8 @@
  * (past the ~510,000 that fit in 128 MiB with the tables in memory) streamed on stdin keeps its
  * peak resident set (getrusage maxRSS, reported by the process itself as it exits) within
  * 128 MiB, with and without --verity, because its tables spill to files next to the output
- * (also when every entry has pax access and change times); e2fsck accepts the image and
+ * (also when every entry has pax access and change times and extended attributes: an SELinux
+ * label on each, and on every third file an xattr of its own); e2fsck accepts the image and
  * veritysetup the tree.
  */
 import { describe, test } from 'node:test';
@@ -22,13 +23,18 @@ const PER_DIR = 500;
 /** prints the process's peak resident set (KiB on Linux) on stderr as it exits */
 const REPORT = 'data:text/javascript,process.on("exit",()=>process.stderr.write("maxRSS="+process.resourceUsage().maxRSS+"\\n"))';
 
+const LABEL = { key: 'SCHILY.xattr.security.selinux', value: Buffer.from('system_u:object_r:lib_t:s0\0') };
+
 /**
  * Writes a tar of ENTRIES empty files in directories of PER_DIR to `out`, minding backpressure;
- * `times`: every entry also carries a pax atime and ctime, as GNU tar's pax format writes them.
+ * `pax`: every entry also carries a pax atime and ctime, as GNU tar's pax format writes them,
+ * and an SELinux label (as `tar --xattrs --selinux` writes it), every third file also a
+ * `user.id` of its own.
  */
-async function writeLayer(out: NodeJS.WritableStream, times: boolean): Promise<void> {
+async function writeLayer(out: NodeJS.WritableStream, pax: boolean): Promise<void> {
   const mtime = { sec: 1_600_000_000n, nsec: 0 };
-  const t = times ? { atime: { sec: 1_600_000_001n, nsec: 5 }, ctime: { sec: 1_600_000_002n, nsec: 7 } } : {};
+  const t = pax ? { atime: { sec: 1_600_000_001n, nsec: 5 }, ctime: { sec: 1_600_000_002n, nsec: 7 }, pax: [LABEL] } : {};
+  const own = (n: number) => (pax && n % 3 === 0 ? { pax: [LABEL, { key: 'SCHILY.xattr.user.id', value: Buffer.from(`id-${n}`) }] } : {});
   let chunk: Buffer[] = [];
   let bytes = 0;
   const put = async (b: Buffer) => {
@@ -43,14 +49,14 @@ async function writeLayer(out: NodeJS.WritableStream, times: boolean): Promise<v
   for (let n = 0, d = 0; n < ENTRIES; d++) {
     const dir = `usr/lib/pkg${d}`;
     await put(encodeTarHeader({ name: `${dir}/`, type: 'dir', mode: 0o755, mtime, ...t }));
-    for (let i = 0; i < PER_DIR - 1 && n < ENTRIES; i++, n++) await put(encodeTarHeader({ name: `${dir}/file-${i}.txt`, type: 'file', mode: 0o644, size: 0, mtime, ...t }));
+    for (let i = 0; i < PER_DIR - 1 && n < ENTRIES; i++, n++) await put(encodeTarHeader({ name: `${dir}/file-${i}.txt`, type: 'file', mode: 0o644, size: 0, mtime, ...t, ...own(n) }));
     n++;
   }
   chunk.push(Buffer.alloc(1024));
   out.end(Buffer.concat(chunk));
 }
 
-async function convert(args: string[], times = false): Promise<{ maxRssMiB: number; stdout: string }> {
+async function convert(args: string[], pax = false): Promise<{ maxRssMiB: number; stdout: string }> {
   const env = { ...process.env };
   delete env.NODE_EXTRA_CA_CERTS; // as bin/winsnap's shebang does
   const child = spawn(process.execPath, ['--import', REPORT, BIN, 'convert', 'tar2vhd', '-i', '-', ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
@@ -59,7 +65,7 @@ async function convert(args: string[], times = false): Promise<{ maxRssMiB: numb
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = once(child, 'close');
-  await writeLayer(child.stdin, times);
+  await writeLayer(child.stdin, pax);
   const [code] = (await exited) as [number];
   assert.equal(code, 0, stderr);
   const m = /maxRSS=(\d+)/.exec(stderr);
@@ -68,7 +74,7 @@ async function convert(args: string[], times = false): Promise<{ maxRssMiB: numb
 }
 
 describe('memory stays bounded for a layer of 600,000 entries', () => {
-  test('tar2vhd of entries that all carry pax atime and ctime: peak RSS ≤ 128 MiB; e2fsck accepts the image; no spill file left', async (ctx) => {
+  test('tar2vhd of entries that all carry pax atime, ctime and xattrs: peak RSS ≤ 128 MiB; e2fsck accepts the image; no spill file left', async (ctx) => {
     const t = tempDir();
     try {
       const out = join(t.path, 'layer.vhd');
@@ -80,6 +86,13 @@ describe('memory stays bounded for a layer of 600,000 entries', () => {
       const stat = runTool('debugfs', ['-R', 'stat /usr/lib/pkg1199/file-498.txt', out]).stdout.toString();
       assert.match(stat, /atime: 0x5f5e1001:00000014/);
       assert.match(stat, /ctime: 0x5f5e1002:0000001c/);
+      // files are numbered n = 500 * directory + i (a directory takes a number too): file-498 of
+      // pkg1199 is 599,998 (no user.id), file-497 is 599,997 (a multiple of 3: its own user.id)
+      const xattrs = (path: string) => runTool('debugfs', ['-R', `ea_list ${path}`, out]).stdout.toString();
+      assert.match(xattrs('/usr/lib/pkg1199/file-498.txt'), /security.selinux \(27\) = "system_u:object_r:lib_t:s0\\000"/);
+      assert.doesNotMatch(xattrs('/usr/lib/pkg1199/file-498.txt'), /user.id/);
+      assert.match(xattrs('/usr/lib/pkg1199/file-497.txt'), /user.id \(9\) = "id-599997"/);
+      assert.match(xattrs('/usr/lib/pkg7'), /security.selinux/);
       assert.deepEqual(readdirSync(t.path), ['layer.vhd']);
     } finally {
       t.cleanup();
