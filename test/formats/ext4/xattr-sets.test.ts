@@ -59,7 +59,7 @@ test('inInodeArea: the in-inode area placeXattrs and writeInInodeXattrs give an 
   }
 });
 
-test('the same set recently seen gets the same number; a different value, name or order is a different set', () => {
+test('a set among the last 16 stored gets the same number; a different value, name or order is a different set', () => {
   const sets = new XattrSets();
   try {
     const a = sets.add([label]);
@@ -71,6 +71,20 @@ test('the same set recently seen gets the same number; a different value, name o
     assert.equal(sets.add([label, capability]), b);
   } finally {
     sets.close();
+  }
+  // shared while among the last 16 stored; stored again (the same xattrs, a new number) after
+  const ring = new XattrSets();
+  try {
+    const a = ring.add([label]);
+    for (let i = 0; i < 15; i++) ring.add([x('user.n', `${i}`)]);
+    assert.equal(ring.add([label]), a, 'the 16th stored before');
+    ring.add([x('user.n', 'one more')]);
+    const again = ring.add([label]);
+    assert.notEqual(again, a, '17th: stored again');
+    assert.deepEqual(ring.get(again), ring.get(a));
+    assert.equal(ring.add([x('user.n', '3')]), again - 13, 'found again however the ring turned');
+  } finally {
+    ring.close();
   }
 });
 
