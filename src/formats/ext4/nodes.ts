@@ -4,7 +4,8 @@
  * typed arrays, where an object per node cost ~380 bytes of heap (object header, boxed fields,
  * an extents array): a layer of 300k entries keeps ~90 MB less resident, and the garbage
  * collector has no per-node objects to trace or move. What only a few inodes have (device
- * numbers, inline data, extent trees) lives in a side map of records. Access and change
+ * numbers, more than one extent, extent trees) lives in a side map of records; inline data
+ * (`--inline`) is bytes in a byte arena. Access and change
  * times are columns, not side records (GNU tar's pax format gives them for every entry),
  * symlink targets are UTF-8 in one byte arena, and extended attributes are numbered sets
  * (xattr-sets.ts; an SELinux layer labels every file), all in tables that spill: a record or
@@ -13,7 +14,7 @@
  *
  * Facts about the fields (ext4 inode layout) are in writer.ts, which encodes them.
  */
-import type { PlacedXattrs, Xattr } from './xattr.js';
+import type { Xattr } from './xattr.js';
 import { XattrSets } from './xattr-sets.js';
 import type { TarTime } from '../tar/types.js';
 import { ByteArena, Columns, RESERVED_ROWS, type Column } from './columns.js';
@@ -27,23 +28,20 @@ export type Kind = keyof typeof KIND;
 export interface NodeExt {
   devMajor?: number;
   devMinor?: number;
-  /** inline data (a small file, kept until close) */
-  inline?: Buffer;
   // set while finishing
   /** blocks beyond the data counted in i_blocks (extent tree; the xattr block is counted apart) */
   extraBlocks?: number;
-  /** the i_block area when it is not a plain extent leaf (extent index root, inline data) */
+  /** the i_block area when it is an extent tree's root rather than a plain extent leaf */
   iblock?: Buffer;
-  /** where an inline-data inode's xattrs go (`system.data` first) */
-  placed?: PlacedXattrs;
 }
 
 /** Longest extent ext4 stores (initialized extents: 2^15 blocks). */
 export const MAX_EXTENT_LEN = 32768;
 
 const INITIAL_CAPACITY = 4096;
-/** Address space reserved for the symlink targets at first (columns.ts). */
+/** Address space reserved for the symlink targets and for inline data at first (columns.ts). */
 const TARGETS_RESERVED = 2 ** 26;
+const INLINE_RESERVED = 2 ** 24;
 /** The columns, one row per node: field name → element type (the table's fields, see rebind()). */
 const COLUMNS = {
   kind: Uint8Array,
@@ -68,6 +66,8 @@ const COLUMNS = {
   firstPhysical: Uint32Array,
   /** the node's extended attributes: a set number in `xattrSets` (0: none) */
   xattrSet: Uint32Array,
+  /** a file's inline data (`--inline`): 1 + where its bytes start in the inline arena (0: none; its length is `size`) */
+  inlineAt: Float64Array,
   // set while finishing
   /** the block holding the xattrs that do not fit in the inode (0: none) */
   xattrBlock: Uint32Array,
@@ -107,6 +107,31 @@ export class NodeTable {
     this.rebind();
     this.targets = new ByteArena('bytes of symlink targets', TARGETS_RESERVED, spill);
     this.xattrSets = new XattrSets(spill);
+    this.inlineBytes = new ByteArena('bytes of inline data', INLINE_RESERVED, spill);
+  }
+
+  /** inline data of small files, back to back */
+  private readonly inlineBytes: ByteArena;
+
+  /** Keeps `data` (copied) as the file's inline data, and its length as its size. */
+  setInline(id: number, data: Uint8Array): void {
+    const at = this.inlineBytes.take(data.length);
+    this.inlineBytes.bytes.set(data, at);
+    this.inlineAt[id] = at + 1;
+    this.size[id] = data.length;
+  }
+
+  /** The file's inline data (a view: use it before the next setInline), or undefined when it has none. */
+  inline(id: number): Buffer | undefined {
+    const at = this.inlineAt[id]!;
+    if (at === 0) return undefined;
+    const bytes = this.inlineBytes.bytes;
+    return Buffer.from(bytes.buffer, bytes.byteOffset + at - 1, this.size[id]!);
+  }
+
+  /** Forgets the file's inline data (it is stored in a block after all). */
+  dropInline(id: number): void {
+    this.inlineAt[id] = 0;
   }
 
   /** the sets of extended attributes the nodes refer to (`xattrSet`) */
@@ -194,6 +219,7 @@ export class NodeTable {
     this.columns.close();
     this.targets.close();
     this.xattrSets.close();
+    this.inlineBytes.close();
   }
 
   /** The node's side record, made on first use. */

@@ -133,17 +133,11 @@ function writeFully(fd: number, data: Buffer, pos: number): Promise<void> {
   });
 }
 
-/** A copy that owns its memory (never a slice of an input chunk or of Buffer's shared pool). */
-function ownCopy(b: Buffer): Buffer {
-  const c = Buffer.allocUnsafeSlow(b.length);
-  b.copy(c);
-  return c;
-}
 
 /** Regular files (not inline), directories and long symlinks map their data with extents. */
 function usesExtents(t: NodeTable, n: number): boolean {
   const kind = t.kind[n]!;
-  return (kind === FILE && !t.ext.get(n)?.inline) || kind === DIR || (kind === SYMLINK && t.size[n]! >= 60);
+  return (kind === FILE && t.inlineAt[n] === 0) || kind === DIR || (kind === SYMLINK && t.size[n]! >= 60);
 }
 
 // Inodes, directory blocks and extent leaves are encoded through DataViews: one built-in call
@@ -603,10 +597,8 @@ export class Ext4Writer {
   /** A regular file's whole body: non-zero blocks appended contiguously, zero blocks left as holes. */
   private writeBuffered(n: number, e: TarEntry, body: Buffer): void {
     const size = e.header.size;
-    if (this.opts.inlineData && size <= INLINE_MAX) {
-      this.nodes.more(n).inline = ownCopy(body);
-      this.nodes.size[n] = body.length;
-    } else this.endData(n, this.writeChunk(n, body, 0, 0));
+    if (this.opts.inlineData && size <= INLINE_MAX) this.nodes.setInline(n, body);
+    else this.endData(n, this.writeChunk(n, body, 0, 0));
     if (this.nodes.size[n] !== size) throw invalidArgument(`tar entry "${e.header.name}": body has ${this.nodes.size[n]} of ${size} bytes`, { entry: e.header.name });
   }
 
@@ -614,11 +606,10 @@ export class Ext4Writer {
   private async writeData(n: number, e: TarEntry): Promise<void> {
     const size = e.header.size;
     if (this.opts.inlineData && size <= INLINE_MAX) {
-      const data = Buffer.allocUnsafeSlow(size);
+      const data = Buffer.allocUnsafe(size);
       let got = 0;
       for await (const c of e.body) got += c.copy(data, got);
-      this.nodes.more(n).inline = data;
-      this.nodes.size[n] = got;
+      this.nodes.setInline(n, data.subarray(0, got));
     } else {
       let partialLen = 0;
       for await (const c of e.body) {
@@ -752,16 +743,14 @@ export class Ext4Writer {
     }
     const ext = t.ext.get(n);
     const set = t.xattrSet[n]!;
-    if (!ext && set === 0 && t.firstLength[n] === 0) return; // no xattrs, no inline data, no extent tree: nothing to append
-    if (ext?.inline) {
-      const inline = ext.inline;
-      try {
-        ext.placed = placeXattrs(t.xattrs(n), undefined, { name: 'system.data', value: inline.subarray(Math.min(60, inline.length)) });
-        ext.iblock = Buffer.alloc(60);
-        inline.copy(ext.iblock, 0, 0, Math.min(60, inline.length));
-      } catch {
+    const inline = t.inline(n);
+    if (!ext && !inline && set === 0 && t.firstLength[n] === 0) return; // no xattrs, no inline data, no extent tree: nothing to append
+    let inlinePlaced: PlacedXattrs | undefined;
+    if (inline) {
+      inlinePlaced = this.inlinePlacement(n, inline);
+      if (!inlinePlaced) {
         // other xattrs leave no room: store the file in a block after all
-        ext.inline = undefined;
+        t.dropInline(n);
         if (inline.length > 0 && !inline.equals(Buffer.alloc(inline.length))) {
           const b = Buffer.alloc(BLOCK);
           inline.copy(b);
@@ -775,16 +764,28 @@ export class Ext4Writer {
       x.iblock = tree.root;
       x.extraBlocks = (x.extraBlocks ?? 0) + tree.blocks;
     }
-    if (!ext?.placed && (t.xattrSet[n] === 0 || t.xattrInInodeArea(n))) return; // no xattr block
-    const placed = this.placedXattrs(n);
+    if (!inlinePlaced && (set === 0 || t.xattrInInodeArea(n))) return; // no xattr block
+    const placed = inlinePlaced ?? this.placedXattrs(n);
     if (placed && placed.block.length > 0) t.xattrBlock[n] = this.append(encodeXattrBlock(placed.block));
+  }
+
+  /**
+   * Where an inline-data file's xattrs go: `system.data` (the bytes past the 60 in i_block)
+   * first in the inode, then the others; undefined when they do not all fit.
+   */
+  private inlinePlacement(n: number, data: Buffer): PlacedXattrs | undefined {
+    try {
+      return placeXattrs(this.nodes.xattrs(n), undefined, { name: 'system.data', value: data.subarray(Math.min(60, data.length)) });
+    } catch {
+      return undefined;
+    }
   }
 
   /** Where node `n`'s xattrs go (inode, block), or undefined when it has none. */
   private placedXattrs(n: number): PlacedXattrs | undefined {
     const t = this.nodes;
-    const own = t.ext.get(n)?.placed; // inline data: `system.data` came first
-    if (own) return own;
+    const inline = t.inline(n);
+    if (inline) return this.inlinePlacement(n, inline); // fits: finishing dropped the inline data otherwise
     const set = t.xattrSet[n]!;
     if (set === 0) return undefined;
     let placed = this.placements.get(set);
@@ -1065,9 +1066,11 @@ export class Ext4Writer {
     v.setUint32(at + 28, sectors % 2 ** 32, true);
     v.setUint16(at + 116, Math.floor(sectors / 2 ** 32), true);
     const extents = usesExtents(t, n);
-    v.setUint32(at + 32, ext?.inline ? INLINE_DATA_FL : extents ? 0x80000 : 0, true);
+    const inline = t.inline(n);
+    v.setUint32(at + 32, inline ? INLINE_DATA_FL : extents ? 0x80000 : 0, true);
     // i_block (60 bytes at 40)
-    if (ext?.iblock) ext.iblock.copy(b, at + 40);
+    if (inline) inline.copy(b, at + 40, 0, Math.min(60, inline.length));
+    else if (ext?.iblock) ext.iblock.copy(b, at + 40);
     else if (extents) {
       const count = t.extentCount(n);
       v.setUint16(at + 40, 0xf30a, true);
@@ -1090,7 +1093,7 @@ export class Ext4Writer {
     v.setUint16(at + 120, uid >>> 16, true);
     v.setUint16(at + 122, gid >>> 16, true);
     v.setUint16(at + 128, EXTRA_ISIZE, true);
-    const area = ext?.placed ? undefined : t.xattrInInodeArea(n);
+    const area = inline ? undefined : t.xattrInInodeArea(n);
     if (area) area.copy(b, at + 128 + EXTRA_ISIZE);
     else {
       const placed = this.placedXattrs(n);

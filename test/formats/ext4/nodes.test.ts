@@ -154,6 +154,34 @@ describe('NodeTable', () => {
     }
   });
 
+  test('inline data: bytes in one arena, sizes set, kept across growth and spilling; dropped on request; no side records', () => {
+    const dir = tempDir();
+    try {
+      for (const spill of [undefined, { dir: dir.path, afterRows: 1000 }]) {
+        const t = new NodeTable(undefined, undefined, spill);
+        const want: Buffer[] = [];
+        for (let i = 0; i < 20_000; i++) {
+          const data = Buffer.alloc(i % 129, i & 0xff);
+          want.push(data);
+          const n = t.add('file', 0o644, 0, 0);
+          t.setInline(n, data);
+          data.fill(0x55); // the table keeps its own copy
+        }
+        for (let i = 0; i < want.length; i += 7) {
+          assert.ok(t.inline(i)!.equals(Buffer.alloc(i % 129, i & 0xff)), `data ${i}`);
+          assert.equal(t.size[i], i % 129);
+        }
+        t.dropInline(5);
+        assert.equal(t.inline(5), undefined);
+        assert.equal(t.inline(t.add('file', 0o644, 0, 0)), undefined, 'a new file has none');
+        assert.equal(t.ext.size, 0, 'no side records for inline data');
+        t.close();
+      }
+    } finally {
+      dir.cleanup();
+    }
+  });
+
   test('more nodes than the limit is an InvalidArgument error', () => {
     const t = new NodeTable(8192);
     for (let i = 0; i < 8192; i++) t.add('fifo', 0, 0, 0);

@@ -331,6 +331,14 @@ describe('tar2vhd: ext4 checked by e2fsck and debugfs', () => {
     assert.equal(sha(readFileSync(join(dir, 'spilled.vhd'))), sha(readFileSync(join(dir, 'memory.vhd'))));
     assert.equal(sha(readFileSync(join(dir, 'spilled.hash'))), sha(readFileSync(join(dir, 'memory.hash'))));
     assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('.winsnap-spill')), []);
+    // with inline data (its bytes in an arena that spills too)
+    const inlineSpilled = join(dir, 'inline-spilled.img');
+    const inlineMemory = join(dir, 'inline-memory.img');
+    await tar2vhd(Readable.from([tar]), inlineSpilled, { convertWhiteouts: true, footer: false, inlineData: true, spillAfterRows: 1000 });
+    await tar2vhd(Readable.from([tar]), inlineMemory, { convertWhiteouts: true, footer: false, inlineData: true, spillAfterRows: Infinity });
+    assert.equal(sha(readFileSync(inlineSpilled)), sha(readFileSync(inlineMemory)));
+    assert.notEqual(sha(readFileSync(inlineSpilled)), sha(readFileSync(img)), 'inline data changed the image');
+    assert.equal(runTool('e2fsck', ['-fn', inlineSpilled]).status, 0);
   });
 
   test('converting over an existing file replaces it: a new file, the old one untouched for its other links', async () => {
