@@ -20,7 +20,13 @@ export function buildProgram(commands: RegisterCommand[]): Command {
 }
 
 /** Runs the CLI; resolves to the process exit code. */
-export async function main(argv: string[]): Promise<number> {
+/** What the entry point runs between loading the command's modules and running it. */
+export interface MainHooks {
+  /** called once the modules of the command being run are loaded */
+  commandsLoaded?: () => void;
+}
+
+export async function main(argv: string[], hooks: MainHooks = {}): Promise<number> {
   let program: Command;
   try {
     // only the command being run is loaded (all of them for help or an unknown command,
@@ -28,6 +34,7 @@ export async function main(argv: string[]): Promise<number> {
     const first = argv.find((a) => !a.startsWith('-'));
     const versionOnly = !first && argv.some((a) => a === '-V' || a === '--version');
     program = buildProgram(versionOnly ? [] : await loadCommands(first ? [first] : []));
+    hooks.commandsLoaded?.();
   } catch (err) {
     process.stderr.write(`winsnap: ${toWinsnapError(err).message}\n`);
     return 1;
