@@ -133,7 +133,6 @@ function writeFully(fd: number, data: Buffer, pos: number): Promise<void> {
   });
 }
 
-
 /** Regular files (not inline), directories and long symlinks map their data with extents. */
 function usesExtents(t: NodeTable, n: number): boolean {
   const kind = t.kind[n]!;
@@ -183,9 +182,9 @@ export class Ext4Writer {
   private readonly nodes: NodeTable;
   /** every directory's entries */
   private readonly entries: DirectoryEntries;
-  /** parentOf's cache: the directory path (all but the last part) of the last entry, and its node */
   /** xattr set number → where its xattrs go (placedXattrs) */
   private readonly placements = new Map<number, PlacedXattrs>();
+  /** parentOf's cache: the directory path (all but the last part) of the last entry, and its node */
   private lastDirParts: string[] = [];
   private lastDir = ROOT;
   private buf: Buffer = Buffer.allocUnsafe(WRITE_BUFFER);
