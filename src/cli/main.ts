@@ -19,13 +19,13 @@ export function buildProgram(commands: RegisterCommand[]): Command {
   return program;
 }
 
-/** Runs the CLI; resolves to the process exit code. */
 /** What the entry point runs between loading the command's modules and running it. */
 export interface MainHooks {
   /** called once the modules of the command being run are loaded */
   commandsLoaded?: () => void;
 }
 
+/** Runs the CLI; resolves to the process exit code. */
 export async function main(argv: string[], hooks: MainHooks = {}): Promise<number> {
   let program: Command;
   try {
