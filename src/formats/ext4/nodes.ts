@@ -1,16 +1,15 @@
 /**
  * The inodes of an ext4 image while the writer builds it, stored as columns (one typed array per
- * field) indexed by a node id that is also the node's creation order. A node costs 85 bytes of
+ * field) indexed by a node id that is also the node's creation order. A node costs 93 bytes of
  * typed arrays, where an object per node cost ~380 bytes of heap (object header, boxed fields,
  * an extents array): a layer of 300k entries keeps ~90 MB less resident, and the garbage
  * collector has no per-node objects to trace or move. What only a few inodes have (device
- * numbers, more than one extent, extent trees) lives in a side map of records; inline data
- * (`--inline`) is bytes in a byte arena. Access and change
- * times are columns, not side records (GNU tar's pax format gives them for every entry),
- * symlink targets are UTF-8 in one byte arena, and extended attributes are numbered sets
- * (xattr-sets.ts; an SELinux layer labels every file), all in tables that spill: a record or
- * a string per entry would grow the heap with the layer where the columns spill to files
- * (columns.ts).
+ * numbers, more than one extent, extent trees) lives in a side map of records. Access and
+ * change times are columns, not side records (GNU tar's pax format gives them for every
+ * entry); symlink targets and inline data (`--inline`) are bytes in byte arenas; extended
+ * attributes are numbered sets (xattr-sets.ts; an SELinux layer labels every file). All of
+ * these are tables that spill: a record or a string per entry would grow the heap with the
+ * layer where the columns spill to files (columns.ts).
  *
  * Facts about the fields (ext4 inode layout) are in writer.ts, which encodes them.
  */
