@@ -41,7 +41,7 @@ export function reserveBuffer(byteLength: number, maxByteLength: number): Resiza
   }
 }
 
-/** Rows reserved at first: 2^20 (a 93-byte inode row: 93 MiB of address space). */
+/** Rows reserved at first: 2^20 (an 89-byte inode row: 89 MiB of address space). */
 export const RESERVED_ROWS = 2 ** 20;
 
 type Make = { new (buffer: ArrayBuffer): Column; BYTES_PER_ELEMENT: number };

@@ -1,6 +1,6 @@
 /**
  * The inodes of an ext4 image while the writer builds it, stored as columns (one typed array per
- * field) indexed by a node id that is also the node's creation order. A node costs 93 bytes of
+ * field) indexed by a node id that is also the node's creation order. A node costs 89 bytes of
  * typed arrays, where an object per node cost ~380 bytes of heap (object header, boxed fields,
  * an extents array): a layer of 300k entries keeps ~90 MB less resident, and the garbage
  * collector has no per-node objects to trace or move. What only a few inodes have (device
@@ -66,7 +66,7 @@ const COLUMNS = {
   /** the node's extended attributes: a set number in `xattrSets` (0: none) */
   xattrSet: Uint32Array,
   /** a file's inline data (`--inline`): 1 + where its bytes start in the inline arena (0: none; its length is `size`) */
-  inlineAt: Float64Array,
+  inlineAt: Uint32Array,
   // set while finishing
   /** the block holding the xattrs that do not fit in the inode (0: none) */
   xattrBlock: Uint32Array,
