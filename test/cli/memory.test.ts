@@ -4,8 +4,8 @@
  * peak resident set (getrusage maxRSS, reported by the process itself as it exits) within
  * 128 MiB, with and without --verity, because its tables spill to files next to the output
  * (also when every entry has pax access and change times and extended attributes: an SELinux
- * label on each, and on every third file an xattr of its own); e2fsck accepts the image and
- * veritysetup the tree.
+ * label on each, and on every third file an xattr of its own; and with --inline, every file's
+ * bytes kept for its inode); e2fsck accepts the image and veritysetup the tree.
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -26,12 +26,16 @@ const REPORT = 'data:text/javascript,process.on("exit",()=>process.stderr.write(
 const LABEL = { key: 'SCHILY.xattr.security.selinux', value: Buffer.from('system_u:object_r:lib_t:s0\0') };
 
 /**
- * Writes a tar of ENTRIES empty files in directories of PER_DIR to `out`, minding backpressure;
- * `pax`: every entry also carries a pax atime and ctime, as GNU tar's pax format writes them,
- * and an SELinux label (as `tar --xattrs --selinux` writes it), every third file also a
- * `user.id` of its own.
+ * Writes a tar of ENTRIES files in directories of PER_DIR to `out`, minding backpressure.
+ * 'empty': empty files. 'pax': every entry also carries a pax atime and ctime, as GNU tar's pax
+ * format writes them, and an SELinux label (as `tar --xattrs --selinux` writes it), every third
+ * file also a `user.id` of its own. 'small': every file holds a line of its own (for --inline).
  */
-async function writeLayer(out: NodeJS.WritableStream, pax: boolean): Promise<void> {
+type Layer = 'empty' | 'pax' | 'small';
+const smallBody = (n: number) => Buffer.from(`file ${n}\n`);
+
+async function writeLayer(out: NodeJS.WritableStream, layer: Layer): Promise<void> {
+  const pax = layer === 'pax';
   const mtime = { sec: 1_600_000_000n, nsec: 0 };
   const t = pax ? { atime: { sec: 1_600_000_001n, nsec: 5 }, ctime: { sec: 1_600_000_002n, nsec: 7 }, pax: [LABEL] } : {};
   const own = (n: number) => (pax && n % 3 === 0 ? { pax: [LABEL, { key: 'SCHILY.xattr.user.id', value: Buffer.from(`id-${n}`) }] } : {});
@@ -49,14 +53,18 @@ async function writeLayer(out: NodeJS.WritableStream, pax: boolean): Promise<voi
   for (let n = 0, d = 0; n < ENTRIES; d++) {
     const dir = `usr/lib/pkg${d}`;
     await put(encodeTarHeader({ name: `${dir}/`, type: 'dir', mode: 0o755, mtime, ...t }));
-    for (let i = 0; i < PER_DIR - 1 && n < ENTRIES; i++, n++) await put(encodeTarHeader({ name: `${dir}/file-${i}.txt`, type: 'file', mode: 0o644, size: 0, mtime, ...t, ...own(n) }));
+    for (let i = 0; i < PER_DIR - 1 && n < ENTRIES; i++, n++) {
+      const body = layer === 'small' ? smallBody(n) : undefined;
+      await put(encodeTarHeader({ name: `${dir}/file-${i}.txt`, type: 'file', mode: 0o644, size: body?.length ?? 0, mtime, ...t, ...own(n) }));
+      if (body) await put(Buffer.concat([body, Buffer.alloc(512 - body.length)]));
+    }
     n++;
   }
   chunk.push(Buffer.alloc(1024));
   out.end(Buffer.concat(chunk));
 }
 
-async function convert(args: string[], pax = false): Promise<{ maxRssMiB: number; stdout: string }> {
+async function convert(args: string[], layer: Layer = 'empty'): Promise<{ maxRssMiB: number; stdout: string }> {
   const env = { ...process.env };
   delete env.NODE_EXTRA_CA_CERTS; // as bin/winsnap's shebang does
   const child = spawn(process.execPath, ['--import', REPORT, BIN, 'convert', 'tar2vhd', '-i', '-', ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
@@ -65,7 +73,7 @@ async function convert(args: string[], pax = false): Promise<{ maxRssMiB: number
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = once(child, 'close');
-  await writeLayer(child.stdin, pax);
+  await writeLayer(child.stdin, layer);
   const [code] = (await exited) as [number];
   assert.equal(code, 0, stderr);
   const m = /maxRSS=(\d+)/.exec(stderr);
@@ -78,7 +86,7 @@ describe('memory stays bounded for a layer of 600,000 entries', () => {
     const t = tempDir();
     try {
       const out = join(t.path, 'layer.vhd');
-      const { maxRssMiB } = await convert(['-o', out, '--no-footer'], true);
+      const { maxRssMiB } = await convert(['-o', out, '--no-footer'], 'pax');
       ctx.diagnostic(`peak RSS ${maxRssMiB.toFixed(1)} MiB`);
       assert.ok(maxRssMiB <= 128, `peak RSS ${maxRssMiB.toFixed(1)} MiB`);
       assert.equal(runTool('e2fsck', ['-fn', out]).status, 0);
@@ -93,6 +101,25 @@ describe('memory stays bounded for a layer of 600,000 entries', () => {
       assert.doesNotMatch(xattrs('/usr/lib/pkg1199/file-498.txt'), /user.id/);
       assert.match(xattrs('/usr/lib/pkg1199/file-497.txt'), /user.id \(9\) = "id-599997"/);
       assert.match(xattrs('/usr/lib/pkg7'), /security.selinux/);
+      assert.deepEqual(readdirSync(t.path), ['layer.vhd']);
+    } finally {
+      t.cleanup();
+    }
+  });
+
+  test('tar2vhd --inline of small files: peak RSS ≤ 128 MiB; e2fsck accepts the image; debugfs reads a file', async (ctx) => {
+    const t = tempDir();
+    try {
+      const out = join(t.path, 'layer.vhd');
+      const { maxRssMiB } = await convert(['-o', out, '--no-footer', '--inline'], 'small');
+      ctx.diagnostic(`peak RSS ${maxRssMiB.toFixed(1)} MiB`);
+      assert.ok(maxRssMiB <= 128, `peak RSS ${maxRssMiB.toFixed(1)} MiB`);
+      assert.equal(runTool('e2fsck', ['-fn', out]).status, 0);
+      // file-7 of pkg1000 is file number 500 * 1000 + 7
+      const stat = runTool('debugfs', ['-R', 'stat /usr/lib/pkg1000/file-7.txt', out]).stdout.toString();
+      assert.match(stat, /Size of inline data: 60/);
+      const cat = runTool('debugfs', ['-R', 'cat /usr/lib/pkg1000/file-7.txt', out]).stdout;
+      assert.equal(cat.subarray(0, smallBody(500_007).length).toString(), smallBody(500_007).toString());
       assert.deepEqual(readdirSync(t.path), ['layer.vhd']);
     } finally {
       t.cleanup();
