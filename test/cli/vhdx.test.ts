@@ -102,6 +102,21 @@ describe('winsnap vhdx', () => {
     assert.deepEqual(readFileSync(back), readFileSync(raw));
   });
 
+  it('convert shows a progress bar when stderr is a terminal (script(1) gives it one)', () => {
+    const raw = join(dir, 'tty.raw');
+    writeFileSync(raw, Buffer.alloc(6 * MiB, 0x5a));
+    const out = join(dir, 'tty.vhdx');
+    const log = join(dir, 'tty.log');
+    const cmd = [process.execPath, BIN, 'vhdx', 'convert', raw, out].map((a) => `'${a}'`).join(' ');
+    const r = runTool('script', ['-qec', cmd, log], { env: { ...process.env, TERM: 'xterm' } });
+    assert.equal(r.status, 0, r.stderr);
+    const seen = readFileSync(log, 'utf8');
+    assert.match(seen, /raw → vhdx \[/, 'the bar is drawn');
+    assert.match(seen, /100% \| 6\/6 MiB/, 'and completed');
+    assert.match(seen, /wrote dynamic VHDX/);
+    qemuCheckOk(out);
+  });
+
   it('errors: bad size, missing file, existing output, shrink', () => {
     let r = winsnap('vhdx', 'create', join(dir, 'x.vhdx'), '--size', '12 parsecs');
     assert.equal(r.status, 1);
