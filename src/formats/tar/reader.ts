@@ -263,8 +263,9 @@ export class TarReader implements AsyncIterable<TarEntry> {
     const skip = this.remaining + this.padding;
     const block = this.src.peek(skip, BLOCK);
     if (!block) return null;
-    if (block[156] === TYPE_PAX) return this.paxEntrySync(skip, block);
-    if (!PLAIN_FLAGS[block[156]!] || isZeroBlock(block)) return null;
+    const flag = block[156]!;
+    if (flag === TYPE_PAX || flag === TYPE_GNU_LONGNAME || flag === TYPE_GNU_LONGLINK) return this.metaEntrySync(skip, block);
+    if (!PLAIN_FLAGS[flag] || isZeroBlock(block)) return null;
     try {
       this.seq++;
       this.src.skipBuffered(skip);
@@ -281,12 +282,13 @@ export class TarReader implements AsyncIterable<TarEntry> {
   }
 
   /**
-   * nextSync() for an entry of one PAX header ('x') and a plain header (what GNU tar's pax
-   * format writes for every entry, and other tars for long names or xattrs), when both headers
-   * and the PAX records are in the current chunk: as readEntry() reads it, without awaiting.
-   * Null, having consumed nothing, for anything else.
+   * nextSync() for an entry of one meta header and a plain header, when the chunk holds both
+   * and the meta header's body: a PAX header ('x'; GNU tar's posix format writes one for every
+   * entry, other tars for long names or xattrs) or a GNU long name or long link ('L', 'K'; GNU
+   * tar's default format, for paths over 100 bytes). Read as readEntry() reads it, without
+   * awaiting; null, having consumed nothing, for anything else.
    */
-  private paxEntrySync(skip: number, block: Buffer): TarEntry | null {
+  private metaEntrySync(skip: number, block: Buffer): TarEntry | null {
     const o = this.opts;
     if (o.maxMetaHeaders < 1) return null;
     try {
@@ -297,8 +299,18 @@ export class TarReader implements AsyncIterable<TarEntry> {
       const main = this.src.peek(skip + BLOCK + padded, BLOCK);
       if (!main || !PLAIN_FLAGS[main[156]!] || isZeroBlock(main)) return null;
       const body = this.src.peek(skip + BLOCK, meta.size)!;
-      // One copy of the header body; the record values are views of it.
-      const local = parsePaxRecords(Buffer.from(body), { offset: at, entry: meta.name.toString('latin1') });
+      let local: PaxRecord[] = [];
+      let longName: Buffer | undefined;
+      let longLink: Buffer | undefined;
+      if (meta.typeflag === TYPE_PAX) {
+        // One copy of the header body; the record values are views of it.
+        local = parsePaxRecords(Buffer.from(body), { offset: at, entry: meta.name.toString('latin1') });
+      } else {
+        let end = body.length;
+        while (end > 0 && body[end - 1] === 0) end--;
+        if (meta.typeflag === TYPE_GNU_LONGNAME) longName = Buffer.from(body.subarray(0, end));
+        else longLink = Buffer.from(body.subarray(0, end));
+      }
       this.seq++;
       this.src.skipBuffered(skip + BLOCK + padded);
       this.remaining = 0;
@@ -306,7 +318,7 @@ export class TarReader implements AsyncIterable<TarEntry> {
       const mainAt = this.src.offset;
       this.src.skipBuffered(BLOCK);
       const raw = decodeHeader(main, { offset: mainAt }, o.maxEntrySize);
-      return this.buildEntry(raw, mainAt, at, local, true, undefined, undefined);
+      return this.buildEntry(raw, mainAt, at, local, meta.typeflag === TYPE_PAX, longName, longLink);
     } catch (err) {
       this.failure = err;
       throw err;

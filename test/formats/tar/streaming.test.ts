@@ -8,6 +8,9 @@ import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
 import { TarReader, TarWriter, readTar, encodeTarHeader, type TarEntry } from '../../../src/formats/tar/index.js';
 import { collect } from './helpers.js';
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { runTool, tempDir } from '../../helpers/tools.js';
 
 
 const MiB = 1 << 20;
@@ -175,6 +178,44 @@ test('reader: nextSync reads a PAX header and its entry from the buffered chunk 
   await r4.next();
   assert.throws(() => r4.nextSync(), (e: Error) => e.message === viaNextError);
   await assert.rejects(r4.next(), (e: Error) => e.message === viaNextError);
+});
+
+test("reader: nextSync reads GNU tar's long names and long links ('L', 'K' headers) from the buffered chunk as next() does", async () => {
+  const t = tempDir();
+  try {
+    const deep = join(t.path, 'tree', 'd'.repeat(70), 'e'.repeat(70));
+    mkdirSync(deep, { recursive: true });
+    writeFileSync(join(deep, 'f'.repeat(40)), 'long\n');
+    writeFileSync(join(t.path, 'tree', 'short'), 'short\n');
+    symlinkSync(join('d'.repeat(70), 'e'.repeat(70), 'f'.repeat(40)), join(t.path, 'tree', 'link-with-a-long-target'));
+    const out = join(t.path, 'gnu.tar');
+    assert.equal(runTool('tar', ['--format=gnu', '--sort=name', '-cf', out, '-C', t.path, 'tree']).status, 0);
+    const bytes = readFileSync(out);
+    assert.ok(bytes.includes('././@LongLink'), "GNU tar wrote 'L'/'K' headers");
+    const view = (e: TarEntry) => ({ header: e.header, offset: e.offset, headerOffset: e.headerOffset, dataOffset: e.dataOffset });
+    const viaNext: ReturnType<typeof view>[] = [];
+    for await (const e of new TarReader([bytes])) viaNext.push(view(e));
+    const r = new TarReader([bytes]);
+    const mixed: ReturnType<typeof view>[] = [];
+    let sync = 0;
+    let longSync = 0;
+    for (;;) {
+      const s = r.nextSync();
+      const e = s ?? (await r.next());
+      if (!e) break;
+      if (s) {
+        sync++;
+        if (e.header.name.length > 100 || e.header.linkname.length > 100) longSync++;
+      }
+      mixed.push(view(e));
+    }
+    assert.deepEqual(mixed, viaNext);
+    assert.ok(viaNext.some((e) => e.header.name.endsWith('f'.repeat(40)) && e.header.name.length > 100));
+    assert.ok(viaNext.some((e) => e.header.linkname.length > 100), 'a long link target');
+    assert.ok(longSync >= 3, `long-name entries read without waiting (${longSync} of ${sync})`);
+  } finally {
+    t.cleanup();
+  }
 });
 
 test('reader over a Node Readable; close() releases it', async () => {
