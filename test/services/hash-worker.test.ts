@@ -1,13 +1,14 @@
 /**
  * The hashing worker: digests and dm-verity level-0 hashes computed on another thread must
  * equal node:crypto computed here, block by block; blocks past the end hash as zero blocks;
- * level-0 hashes written to a file land where their blocks say; failures surface as
+ * level-0 hashes written to a file land where their blocks say; blocks known to be zero
+ * (zeroFrom) get the zero block's hash unread; failures surface as
  * Unavailable errors.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -65,6 +66,35 @@ describe('HashWorker', () => {
       closeSync(fd);
     }
     assert.ok(readFileSync(out).equals(want));
+  });
+
+  test('with zeroFrom, blocks from there on get the zero block\'s hash without being read (both forms)', async () => {
+    const salt = randomBytes(32);
+    // a file whose last 3000 blocks are a hole (zeros), and blocks past its end
+    const sparse = join(dir, 'sparse');
+    const head = randomBytes(40 * 4096);
+    writeFileSync(sparse, head);
+    truncateSync(sparse, (40 + 3000) * 4096);
+    const blocks = 40 + 3000 + 2;
+    const want = await w.verityLevel0(sparse, 0, blocks, salt);
+    // any zeroFrom at or past the hole's start (40), also past the end or before `from`
+    for (const zeroFrom of [40, 700, blocks, blocks + 5]) {
+      assert.ok((await w.verityLevel0(sparse, 7, blocks, salt, zeroFrom)).equals(want.subarray(7 * 32)), `returned, zeroFrom ${zeroFrom}`);
+      assert.ok((await w.verityLevel0(sparse, 900, blocks, salt, zeroFrom)).equals(want.subarray(900 * 32)), `from past zeroFrom ${zeroFrom}`);
+      const out = join(dir, `level0-${zeroFrom}`);
+      const fd = openSync(out, 'w+');
+      try {
+        await w.verityLevel0ToFile(sparse, 0, blocks, salt, fd, zeroFrom);
+      } finally {
+        closeSync(fd);
+      }
+      assert.ok(readFileSync(out).equals(want), `to a file, zeroFrom ${zeroFrom}`);
+    }
+    // and it really is not read: a non-zero block past zeroFrom still hashes as zeros
+    const zeroHash = createHash('sha256').update(salt).update(Buffer.alloc(4096)).digest();
+    const got = await w.verityLevel0(file, 0, 4, salt, 2);
+    assert.ok(got.subarray(64, 96).equals(zeroHash));
+    assert.ok(!got.subarray(0, 32).equals(zeroHash));
   });
 
   test('a missing file is an Unavailable error naming it; the worker keeps serving', async () => {

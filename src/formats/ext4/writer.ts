@@ -96,6 +96,12 @@ export interface Ext4Result {
   blocks: number;
   inodes: number;
   uuid: Buffer;
+  /**
+   * The first block of the image's zero tail: the blocks from here to `blocks` were never
+   * written (the free space after the last bitmap, up to the end of the last group; most of a
+   * layer of many small files, whose inodes need groups of 128 MiB each). They read as zeros.
+   */
+  zeroFrom: number;
 }
 
 /** Splits a tar name into path components (leading "./" and "/" ignored; ".." refused). */
@@ -922,7 +928,7 @@ export class Ext4Writer {
     const sb = this.superblock({ total, groups, ipg, freeBlocks, freeInodes, uuid });
     this.writeAt(sb, 1024);
     ftruncateSync(this.fd, total * BLOCK);
-    return { size: total * BLOCK, blocks: total, inodes: inodeCount, uuid };
+    return { size: total * BLOCK, blocks: total, inodes: inodeCount, uuid, zeroFrom: ibStart + groups };
   }
 
   /**

@@ -32,7 +32,7 @@ export interface VerityTree {
 const hashBlock = (salt: Buffer, block: Buffer) => createHash('sha256').update(salt).update(block).digest();
 
 /** Builds the tree over `dataBlocks` 4 KiB blocks read from `path` starting at `offset`. */
-export async function buildVerityTree(path: string, dataBytes: number, opts: { salt?: Buffer; offset?: number } = {}): Promise<VerityTree> {
+export async function buildVerityTree(path: string, dataBytes: number, opts: { salt?: Buffer; offset?: number; zeroFrom?: number } = {}): Promise<VerityTree> {
   if (dataBytes <= 0 || dataBytes % VERITY_BLOCK !== 0) throw invalidArgument(`verity data size ${dataBytes} must be a positive multiple of 4096`);
   const salt = opts.salt ?? DEFAULT_SALT;
   if (salt.length > 256) throw invalidArgument('verity salt is longer than 256 bytes');
@@ -43,8 +43,14 @@ export async function buildVerityTree(path: string, dataBytes: number, opts: { s
     const buf = Buffer.allocUnsafe(1 << 20);
     let done = 0;
     const base = opts.offset ?? 0;
-    while (done < dataBlocks) {
-      const want = Math.min(buf.length / VERITY_BLOCK, dataBlocks - done) * VERITY_BLOCK;
+    // blocks from zeroFrom on are known to be zero: one hash for all of them, nothing read
+    const readBlocks = Math.min(dataBlocks, Math.max(0, opts.zeroFrom ?? dataBlocks));
+    if (readBlocks < dataBlocks) {
+      const zero = hashBlock(salt, Buffer.alloc(VERITY_BLOCK));
+      for (let b = readBlocks; b < dataBlocks; b++) zero.copy(level0, b * HASH);
+    }
+    while (done < readBlocks) {
+      const want = Math.min(buf.length / VERITY_BLOCK, readBlocks - done) * VERITY_BLOCK;
       const { bytesRead } = await fh.read(buf, 0, want, base + done * VERITY_BLOCK);
       if (bytesRead !== want) throw invalidArgument(`verity: ${path} is shorter than ${base + dataBytes} bytes`);
       for (let o = 0; o < want; o += VERITY_BLOCK) hashBlock(salt, buf.subarray(o, o + VERITY_BLOCK)).copy(level0, (done + o / VERITY_BLOCK) * HASH);

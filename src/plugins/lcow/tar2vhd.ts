@@ -110,7 +110,7 @@ export async function tar2vhd(tar: Readable | AsyncIterable<Buffer>, out: string
     const level0 = new PendingJobs();
     let hashedTo = w.firstDataBlock;
     // the hashes of blocks [from, to), computed on the worker, which writes them to the level-0 file
-    const hashLevel0 = (file: Level0File, from: number, to: number) => level0.add(worker!.verityLevel0ToFile(out, from, to, salt, file.fd));
+    const hashLevel0 = (file: Level0File, from: number, to: number, zeroFrom?: number) => level0.add(worker!.verityLevel0ToFile(out, from, to, salt, file.fd, zeroFrom));
     if (worker && opts.verity) {
       const file = (level0File = new Level0File(opts.spillDir ?? dirname(resolve(out))));
       w.onFlush = (written) => {
@@ -151,7 +151,7 @@ export async function tar2vhd(tar: Readable | AsyncIterable<Buffer>, out: string
       const at = opts.hashDevice ? 0 : ext4.size;
       if (level0File) {
         hashLevel0(level0File, 0, w.firstDataBlock);
-        hashLevel0(level0File, hashedTo, ext4.blocks);
+        hashLevel0(level0File, hashedTo, ext4.blocks, ext4.zeroFrom); // the zero tail is not read
         await level0.settled();
         const { rootHash, upper, level0Bytes } = level0File.finish(ext4.blocks, salt);
         encodeVeritySuperblock({ dataBlocks: ext4.blocks, salt, rootHash }).copy(sb);
@@ -163,7 +163,7 @@ export async function tar2vhd(tar: Readable | AsyncIterable<Buffer>, out: string
         }
         result.rootHash = rootHash.toString('hex');
       } else {
-        const tree = await buildVerityTree(out, ext4.size, { salt });
+        const tree = await buildVerityTree(out, ext4.size, { salt, zeroFrom: ext4.zeroFrom });
         encodeVeritySuperblock(tree).copy(sb);
         if (opts.hashDevice) writeFileSync(opts.hashDevice, Buffer.concat([sb, tree.tree]));
         else appendFileSync(out, Buffer.concat([sb, tree.tree]));

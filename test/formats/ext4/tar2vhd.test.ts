@@ -17,6 +17,8 @@ import { tar2vhd } from '../../../src/plugins/lcow/tar2vhd.js';
 import { readFileChunks } from '../../../src/services/fsutil/ring-reader.js';
 import { exportExt4Layer } from '../../../src/plugins/lcow/ext4-export.js';
 import { Ext4Reader } from '../../../src/formats/ext4/reader.js';
+import { Ext4Writer } from '../../../src/formats/ext4/writer.js';
+import { TarReader } from '../../../src/formats/tar/reader.js';
 import { decodeVhdFooter, encodeVhdFooter, chsGeometry } from '../../../src/formats/vhd/footer.js';
 import { decodeVeritySuperblock } from '../../../src/formats/verity/verity.js';
 import { kindOf } from '../../../src/services/errdefs.js';
@@ -458,6 +460,45 @@ describe('tar2vhd: verity, VHD footer, size limits', () => {
     assert.match(runTool('debugfs', ['-R', 'stat /big', img]).stdout.toString(), /Size: 2564096\b/, '626 blocks');
     const back = (await tarEntries(exportExt4Layer(img))).map((e) => e.name).filter((n) => n.startsWith('big/') && n !== 'big/');
     assert.deepEqual(back, names);
+  });
+
+  test('a layer of 40,000 empty files: the image ends in a zero tail (zeroFrom) that verity hashes unread, with the root veritysetup verifies', async () => {
+    const w = new TarWriter();
+    const out = buffer(w.stream);
+    for (let d = 0; d < 80; d++) {
+      await w.writeEntry({ name: `d${d}/`, type: 'dir', mode: 0o755, mtime: 1 });
+      for (let i = 0; i < 500; i++) await w.writeEntry({ name: `d${d}/f${i}`, type: 'file', mode: 0o644, size: 0, mtime: 1 });
+    }
+    await w.finish();
+    const tarBytes = await out;
+    // the writer's zero tail: never written, zeros (40,080 inodes need two groups of 128 MiB)
+    const img = join(dir, 'many.img');
+    const ew = new Ext4Writer(img, {});
+    const reader = new TarReader([tarBytes]);
+    for (let e = await reader.next(); e; e = await reader.next()) if (!ew.tryAdd(e)) await ew.add(e);
+    const r = await ew.close();
+    assert.ok(r.zeroFrom < r.blocks - 30_000, `a tail of ${r.blocks - r.zeroFrom} blocks`);
+    const fd = openSync(img, 'r');
+    try {
+      const buf = Buffer.alloc(1 << 20);
+      for (let b = r.zeroFrom; b < r.blocks; b += 256) {
+        const n = readSync(fd, buf, 0, Math.min(256, r.blocks - b) * 4096, b * 4096);
+        assert.ok(buf.subarray(0, n).every((x) => x === 0), `block ${b} is zero`);
+      }
+      const last = Buffer.alloc(4096);
+      readSync(fd, last, 0, 4096, (r.zeroFrom - 1) * 4096);
+      assert.ok(last.some((x) => x !== 0), 'the block before the tail (the last inode bitmap) is not');
+    } finally {
+      closeSync(fd);
+    }
+    // verity on the worker and on this thread: the same root, which veritysetup verifies
+    const opts = { footer: false, verity: true, maxDiskSize: 128 * 1024 ** 3 };
+    const a = await tar2vhd(Readable.from([tarBytes]), join(dir, 'many-w.img'), { ...opts, parallel: true });
+    const b = await tar2vhd(Readable.from([tarBytes]), join(dir, 'many-t.img'), { ...opts, parallel: false });
+    assert.equal(a.rootHash, b.rootHash);
+    assert.equal(a.ext4Size, r.size);
+    const v = runTool('veritysetup', ['verify', join(dir, 'many-w.img'), join(dir, 'many-w.img'), a.rootHash!, `--hash-offset=${a.hashOffset}`]);
+    assert.equal(v.status, 0, v.stderr);
   });
 
   test('a tar that replaces lost+found with a file: the file gets its own inode, inode 11 stays free, e2fsck accepts it', async () => {
