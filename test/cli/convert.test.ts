@@ -1,7 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buffer } from 'node:stream/consumers';
@@ -43,6 +43,37 @@ describe('winsnap convert', () => {
       assert.equal(r2.status, 0, r2.stderr.toString());
       assert.equal(rh.stdout.toString().trim(), (JSON.parse(r2.stdout.toString()) as { rootHash: string }).rootHash);
       assert.equal(readFileSync(out2).length, (JSON.parse(r2.stdout.toString()) as { size: number }).size);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('stdin redirected from a file (read from its offset, plain or gzip) gives the bytes a path gives', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'winsnap-convert-'));
+    try {
+      // a tar bigger than a few 512 KiB chunks, after 1,536 bytes the reader of stdin has already taken
+      const tar = await sampleTar();
+      const big = Buffer.concat(Array.from({ length: 3 }, () => tar.subarray(0, tar.length - 1024)).concat([Buffer.alloc(1024)]));
+      const byPath = join(dir, 'path.img');
+      writeFileSync(join(dir, 'l.tar'), big);
+      const r0 = spawnSync(BIN, ['convert', 'tar2vhd', '-i', join(dir, 'l.tar'), '-o', byPath, '--no-footer', '--json']);
+      assert.equal(r0.status, 0, r0.stderr.toString());
+      const digest = (JSON.parse(r0.stdout.toString()) as { digest: string }).digest;
+      for (const [name, bytes] of [['skip.tar', big], ['skip.tar.gz', gzipSync(big)]] as const) {
+        const file = join(dir, name);
+        writeFileSync(file, Buffer.concat([Buffer.alloc(1536, 0x41), bytes]));
+        const fd = openSync(file, 'r');
+        try {
+          readSync(fd, Buffer.alloc(1536), 0, 1536, null); // stdin's offset is now 1536
+          const out = join(dir, `${name}.img`);
+          const r = spawnSync(BIN, ['convert', 'tar2vhd', '-i', '-', '-o', out, '--no-footer', '--json'], { stdio: [fd, 'pipe', 'pipe'] });
+          assert.equal(r.status, 0, r.stderr.toString());
+          assert.equal((JSON.parse(r.stdout.toString()) as { digest: string }).digest, digest, name);
+          assert.ok(readFileSync(out).equals(readFileSync(byPath)), name);
+        } finally {
+          closeSync(fd);
+        }
+      }
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

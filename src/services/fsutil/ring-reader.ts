@@ -11,6 +11,7 @@
  * tar reader (which copies a header that straddles two chunks) followed by a consumer that
  * copies what it keeps (the ext4 writer) meets it.
  */
+import { read } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { later } from '../promises.js';
 
@@ -50,5 +51,42 @@ export async function* readFileChunks(path: string, opts: ReadFileChunksOptions 
   } finally {
     await Promise.allSettled(pending);
     await fh.close();
+  }
+}
+
+/**
+ * An open descriptor read from its current offset on, sequentially (no positions: stdin
+ * redirected from a file), as chunks of `size` bytes (the last may be shorter) in a ring of
+ * buffers, with the next chunk read while the consumer works on the current one. The same
+ * contract as readFileChunks: a chunk, and every view of it, may be used until the consumer
+ * asks for the chunk after the next. Reading moves the descriptor's offset, as any reader does.
+ * (Used for a redirected stdin: through a stream, the bench tar took 630–690 ms against 440 ms
+ * this way. For a pipe, which gives 64 KiB a read, the stream was not slower.)
+ */
+export async function* readFdChunks(fd: number, size = 512 << 10): AsyncGenerator<Buffer> {
+  const readInto = (buf: Buffer, off: number) =>
+    new Promise<number>((resolve, reject) => read(fd, buf, off, buf.length - off, null, (err, n) => (err ? reject(err) : resolve(n))));
+  const fill = async (buf: Buffer): Promise<number> => {
+    let len = 0;
+    while (len < size) {
+      const n = await readInto(buf, len);
+      if (n === 0) break;
+      len += n;
+    }
+    return len;
+  };
+  const ring = Array.from({ length: 4 }, () => Buffer.allocUnsafe(size));
+  let k = 0;
+  let filling = later(fill(ring[0]!)); // awaited below
+  for (;;) {
+    const len = await filling;
+    const buf = ring[k]!;
+    if (len < size) {
+      if (len > 0) yield buf.subarray(0, len);
+      return;
+    }
+    k = (k + 1) % ring.length;
+    filling = later(fill(ring[k]!)); // the next chunk is read while this one is used
+    yield buf;
   }
 }
