@@ -29,7 +29,6 @@ const PACKAGE_OF: Record<string, string> = {
   pigz: 'pigz',
   zstd: 'zstd',
   gzip: 'gzip',
-  script: 'bsdutils',
 };
 
 const found = new Map<string, string>();

@@ -33,7 +33,7 @@ export function formatSize(n: number): string {
 }
 
 /** A progress bar on a terminal (cli-progress, loaded only then: ~3 ms a start otherwise). */
-async function progressBar(label: string): Promise<{ onProgress: ProgressFn; stop: () => void }> {
+export async function progressBar(label: string): Promise<{ onProgress: ProgressFn; stop: () => void }> {
   if (!process.stderr.isTTY) return { onProgress: () => undefined, stop: () => undefined };
   const cliProgress: typeof cliProgressModule = (await import('cli-progress')).default;
   const bar = new cliProgress.SingleBar(
