@@ -106,6 +106,13 @@ function typeOf(flag: number, name: Buffer): TarType {
   }
 }
 
+/** A GNU long name or long link ('L', 'K' body): its bytes up to the trailing NULs, copied. */
+function gnuLongValue(body: Buffer): Buffer {
+  let end = body.length;
+  while (end > 0 && body[end - 1] === 0) end--;
+  return Buffer.from(body.subarray(0, end));
+}
+
 function flagText(flag: number): string {
   return flag >= 0x20 && flag < 0x7f ? `'${String.fromCharCode(flag)}'` : `0x${flag.toString(16)}`;
 }
@@ -306,10 +313,8 @@ export class TarReader implements AsyncIterable<TarEntry> {
         // One copy of the header body; the record values are views of it.
         local = parsePaxRecords(Buffer.from(body), { offset: at, entry: meta.name.toString('latin1') });
       } else {
-        let end = body.length;
-        while (end > 0 && body[end - 1] === 0) end--;
-        if (meta.typeflag === TYPE_GNU_LONGNAME) longName = Buffer.from(body.subarray(0, end));
-        else longLink = Buffer.from(body.subarray(0, end));
+        if (meta.typeflag === TYPE_GNU_LONGNAME) longName = gnuLongValue(body);
+        else longLink = gnuLongValue(body);
       }
       this.seq++;
       this.src.skipBuffered(skip + BLOCK + padded);
@@ -417,9 +422,7 @@ export class TarReader implements AsyncIterable<TarEntry> {
             this.globals = this.globals.concat(recs);
           }
         } else {
-          let end = body.length;
-          while (end > 0 && body[end - 1] === 0) end--;
-          const value = Buffer.from(body.subarray(0, end));
+          const value = gnuLongValue(body);
           if (flag === TYPE_GNU_LONGNAME) longName = value;
           else longLink = value;
         }
