@@ -139,6 +139,13 @@ function writeFully(fd: number, data: Buffer, pos: number): Promise<void> {
   });
 }
 
+/** Sets `x` in `xs`: in place of the xattr of the same name (a later record replaces the value), else last. */
+function putXattr(xs: Xattr[], x: Xattr): void {
+  const i = xs.findIndex((y) => y.name === x.name);
+  if (i >= 0) xs[i] = x;
+  else xs.push(x);
+}
+
 /** Regular files (not inline), directories and long symlinks map their data with extents. */
 function usesExtents(t: NodeTable, n: number): boolean {
   const kind = t.kind[n]!;
@@ -439,11 +446,7 @@ export class Ext4Writer {
     for (const list of [e.header.globalPax, e.header.pax]) {
       for (const r of list) {
         if (!r.key.startsWith('SCHILY.xattr.')) continue;
-        const name = r.key.slice('SCHILY.xattr.'.length);
-        xs ??= [];
-        const i = xs.findIndex((x) => x.name === name);
-        if (i >= 0) xs[i] = { name, value: r.value };
-        else xs.push({ name, value: r.value });
+        putXattr((xs ??= []), { name: r.key.slice('SCHILY.xattr.'.length), value: r.value });
       }
     }
     return xs;
@@ -511,10 +514,7 @@ export class Ext4Writer {
       if (last === '.wh..wh..opq') {
         const dir = this.parentOf(parts, name);
         const xs = t.xattrs(dir);
-        const opaque = { name: 'trusted.overlay.opaque', value: Buffer.from('y') };
-        const i = xs.findIndex((x) => x.name === opaque.name);
-        if (i >= 0) xs[i] = opaque;
-        else xs.push(opaque);
+        putXattr(xs, { name: 'trusted.overlay.opaque', value: Buffer.from('y') });
         t.setXattrs(dir, xs);
         return;
       }
