@@ -78,15 +78,19 @@ export async function* readFdChunks(fd: number, size = 512 << 10): AsyncGenerato
   const ring = Array.from({ length: 4 }, () => Buffer.allocUnsafe(size));
   let k = 0;
   let filling = later(fill(ring[0]!)); // awaited below
-  for (;;) {
-    const len = await filling;
-    const buf = ring[k]!;
-    if (len < size) {
-      if (len > 0) yield buf.subarray(0, len);
-      return;
+  try {
+    for (;;) {
+      const len = await filling;
+      const buf = ring[k]!;
+      if (len < size) {
+        if (len > 0) yield buf.subarray(0, len);
+        return;
+      }
+      k = (k + 1) % ring.length;
+      filling = later(fill(ring[k]!)); // the next chunk is read while this one is used
+      yield buf;
     }
-    k = (k + 1) % ring.length;
-    filling = later(fill(ring[k]!)); // the next chunk is read while this one is used
-    yield buf;
+  } finally {
+    await Promise.allSettled([filling]); // a consumer that stops early: no read left running
   }
 }
