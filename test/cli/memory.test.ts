@@ -7,7 +7,7 @@
  * label on each, and on every third file an xattr of its own; and with --inline, every file's
  * bytes kept for its inode); e2fsck accepts the image and veritysetup the tree.
  */
-import { describe, test } from 'node:test';
+import { describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -81,14 +81,27 @@ async function convert(args: string[], layer: Layer = 'empty'): Promise<{ maxRss
   return { maxRssMiB: Number(m[1]) / 1024, stdout };
 }
 
+/**
+ * Converts `layer` into `layer.vhd` of a temporary directory (`args` after the output), checks
+ * the peak RSS (≤ 128 MiB) and that nothing but the output is left there, after `check`.
+ */
+async function boundedConversion(ctx: TestContext, args: string[], layer: Layer, check: (out: string, stdout: string) => void): Promise<void> {
+  const t = tempDir();
+  try {
+    const out = join(t.path, 'layer.vhd');
+    const { maxRssMiB, stdout } = await convert(['-o', out, ...args], layer);
+    ctx.diagnostic(`peak RSS ${maxRssMiB.toFixed(1)} MiB`);
+    assert.ok(maxRssMiB <= 128, `peak RSS ${maxRssMiB.toFixed(1)} MiB`);
+    check(out, stdout);
+    assert.deepEqual(readdirSync(t.path), ['layer.vhd']);
+  } finally {
+    t.cleanup();
+  }
+}
+
 describe('memory stays bounded for a layer of 600,000 entries', () => {
   test('tar2vhd of entries that all carry pax atime, ctime and xattrs: peak RSS ≤ 128 MiB; e2fsck accepts the image; no spill file left', async (ctx) => {
-    const t = tempDir();
-    try {
-      const out = join(t.path, 'layer.vhd');
-      const { maxRssMiB } = await convert(['-o', out, '--no-footer'], 'pax');
-      ctx.diagnostic(`peak RSS ${maxRssMiB.toFixed(1)} MiB`);
-      assert.ok(maxRssMiB <= 128, `peak RSS ${maxRssMiB.toFixed(1)} MiB`);
+    await boundedConversion(ctx, ['--no-footer'], 'pax', (out) => {
       assert.equal(runTool('e2fsck', ['-fn', out]).status, 0);
       // a file's times (seconds; nanoseconds << 2 in the extra field); every entry has the same
       const stat = runTool('debugfs', ['-R', 'stat /usr/lib/pkg1199/file-498.txt', out]).stdout.toString();
@@ -101,43 +114,24 @@ describe('memory stays bounded for a layer of 600,000 entries', () => {
       assert.doesNotMatch(xattrs('/usr/lib/pkg1199/file-498.txt'), /user.id/);
       assert.match(xattrs('/usr/lib/pkg1199/file-497.txt'), /user.id \(9\) = "id-599997"/);
       assert.match(xattrs('/usr/lib/pkg7'), /security.selinux/);
-      assert.deepEqual(readdirSync(t.path), ['layer.vhd']);
-    } finally {
-      t.cleanup();
-    }
+    });
   });
 
   test('tar2vhd --inline of small files: peak RSS ≤ 128 MiB; e2fsck accepts the image; debugfs reads a file', async (ctx) => {
-    const t = tempDir();
-    try {
-      const out = join(t.path, 'layer.vhd');
-      const { maxRssMiB } = await convert(['-o', out, '--no-footer', '--inline'], 'small');
-      ctx.diagnostic(`peak RSS ${maxRssMiB.toFixed(1)} MiB`);
-      assert.ok(maxRssMiB <= 128, `peak RSS ${maxRssMiB.toFixed(1)} MiB`);
+    await boundedConversion(ctx, ['--no-footer', '--inline'], 'small', (out) => {
       assert.equal(runTool('e2fsck', ['-fn', out]).status, 0);
       // file-7 of pkg1000 is file number 500 * 1000 + 7
       const stat = runTool('debugfs', ['-R', 'stat /usr/lib/pkg1000/file-7.txt', out]).stdout.toString();
       assert.match(stat, /Size of inline data: 60/);
       const cat = runTool('debugfs', ['-R', 'cat /usr/lib/pkg1000/file-7.txt', out]).stdout;
       assert.equal(cat.subarray(0, smallBody(500_007).length).toString(), smallBody(500_007).toString());
-      assert.deepEqual(readdirSync(t.path), ['layer.vhd']);
-    } finally {
-      t.cleanup();
-    }
+    });
   });
 
   test('tar2vhd --verity: peak RSS ≤ 128 MiB; veritysetup verifies the tree', async (ctx) => {
-    const t = tempDir();
-    try {
-      const out = join(t.path, 'layer.vhd');
-      const { maxRssMiB, stdout } = await convert(['-o', out, '--verity', '--json']);
-      ctx.diagnostic(`peak RSS ${maxRssMiB.toFixed(1)} MiB`);
-      assert.ok(maxRssMiB <= 128, `peak RSS ${maxRssMiB.toFixed(1)} MiB`);
+    await boundedConversion(ctx, ['--verity', '--json'], 'empty', (out, stdout) => {
       const j = JSON.parse(stdout) as { rootHash: string; hashOffset: number };
       assert.equal(runTool('veritysetup', ['verify', out, out, j.rootHash, `--hash-offset=${j.hashOffset}`]).status, 0);
-      assert.deepEqual(readdirSync(t.path), ['layer.vhd']);
-    } finally {
-      t.cleanup();
-    }
+    });
   });
 });
