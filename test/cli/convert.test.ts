@@ -51,7 +51,9 @@ describe('winsnap convert', () => {
   test('stdin redirected from a file (read from its offset, plain or gzip) gives the bytes a path gives', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'winsnap-convert-'));
     try {
-      // a tar bigger than a few 512 KiB chunks, after 1,536 bytes the reader of stdin has already taken
+      // a tar bigger than a few 512 KiB chunks, after 1,536 bytes the reader of stdin has already taken.
+      // Equal images also mean equal fingerprints (they seed the UUIDs): by path the reads compute
+      // the CRCs on the thread pool (native readChecksum), from stdin the main thread does
       const tar = await sampleTar();
       const big = Buffer.concat(Array.from({ length: 3 }, () => tar.subarray(0, tar.length - 1024)).concat([Buffer.alloc(1024)]));
       const byPath = join(dir, 'path.img');

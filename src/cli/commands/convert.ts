@@ -7,6 +7,7 @@ import { closeSync, createReadStream, fstatSync, mkdtempSync, openSync, readSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
+import { StreamFingerprint } from '../../formats/checksum.js';
 import { INLINE_MAX } from '../../formats/ext4/writer.js';
 import { decompressStream } from '../../services/compression/decompress.js';
 import { sniffCompression } from '../../services/compression/media-types.js';
@@ -27,7 +28,7 @@ function isRegularFile(fd: number): boolean {
  * The input as an uncompressed tar stream (compression sniffed from the first bytes), and the
  * file it is exactly the bytes of, when it is an uncompressed regular file.
  */
-async function openTar(input: string): Promise<{ tar: Readable | AsyncIterable<Buffer>; file?: string }> {
+async function openTar(input: string): Promise<{ tar: Readable | AsyncIterable<Buffer>; file?: string; fingerprint?: StreamFingerprint }> {
   if (input !== '-' && statSync(input).isFile()) {
     const head = Buffer.alloc(512);
     const fd = openSync(input, 'r');
@@ -39,7 +40,11 @@ async function openTar(input: string): Promise<{ tar: Readable | AsyncIterable<B
     }
     const compression = sniffCompression(head.subarray(0, n));
     // an uncompressed file goes straight to the converter, through reused buffers
-    if (compression === 'none') return { tar: readFileChunks(input), file: input };
+    if (compression === 'none') {
+      // the reads also compute the tar's CRC fingerprint, on the thread pool where they can
+      const fingerprint = new StreamFingerprint();
+      return { tar: readFileChunks(input, { fingerprint }), file: input, fingerprint };
+    }
     return { tar: decompressStream(createReadStream(input, { highWaterMark: 1 << 20 }), compression) };
   }
   if (input === '-' && isRegularFile(0)) {
@@ -85,9 +90,10 @@ export function register(program: Command): void {
     .option('--max-size <size>', 'maximum ext4 size (e.g. 16G, the default; LCOW uses 128G)')
     .option('--json', 'print the result as JSON')
     .action(async (o: { input: string; output: string; verity?: boolean; hashDevice?: string; footer: boolean; whiteouts?: boolean; inline?: boolean; maxSize?: string; json?: boolean }) => {
-      const { tar, file } = await openTar(o.input);
+      const { tar, file, fingerprint } = await openTar(o.input);
       const r = await tar2vhd(tar, o.output, {
         tarFile: file,
+        fingerprint,
         digest: o.json === true, // printed only with --json; the output bytes do not depend on it
         verity: o.verity,
         hashDevice: o.hashDevice,
@@ -107,8 +113,8 @@ export function register(program: Command): void {
     .action(async (o: { input: string; json?: boolean }) => {
       const dir = mkdtempSync(join(tmpdir(), 'winsnap-roothash-'));
       try {
-        const { tar, file } = await openTar(o.input);
-        const r = await tar2vhd(tar, join(dir, 'layer.img'), { tarFile: file, digest: o.json === true, verity: true, footer: false, convertWhiteouts: true, maxDiskSize: LCOW_MAX_DISK_SIZE });
+        const { tar, file, fingerprint } = await openTar(o.input);
+        const r = await tar2vhd(tar, join(dir, 'layer.img'), { tarFile: file, fingerprint, digest: o.json === true, verity: true, footer: false, convertWhiteouts: true, maxDiskSize: LCOW_MAX_DISK_SIZE });
         process.stdout.write(o.json ? `${JSON.stringify({ rootHash: r.rootHash, digest: r.digest, ext4Size: r.ext4Size })}\n` : `${r.rootHash}\n`);
       } finally {
         rmSync(dir, { recursive: true, force: true });

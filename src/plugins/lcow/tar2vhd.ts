@@ -56,6 +56,12 @@ export interface Tar2VhdOptions extends Ext4WriterOptions {
    * always, false never; by default unless `tarFile` is smaller than PARALLEL_MIN_BYTES.
    */
   parallel?: boolean;
+  /**
+   * The tar's fingerprint, fed by the source itself as it yields each chunk (readFileChunks'
+   * `fingerprint` option, which computes the CRCs on the thread pool); by default tar2vhd
+   * computes it from the chunks it reads.
+   */
+  fingerprint?: StreamFingerprint;
 }
 
 export interface Tar2VhdResult {
@@ -95,10 +101,11 @@ export async function tar2vhd(tar: Readable | AsyncIterable<Buffer>, out: string
     const hash = hashTar && !fileDigest ? createHash('sha256') : undefined;
     // seeds the ext4 UUID and the VHD unique ID: the same for the same tar bytes, whichever
     // way the digest is (or is not) computed
-    const fingerprint = new StreamFingerprint();
+    const fed = opts.fingerprint !== undefined;
+    const fingerprint = opts.fingerprint ?? new StreamFingerprint();
     async function* counted(): AsyncGenerator<Buffer> {
       for await (const c of tar as AsyncIterable<Buffer>) {
-        fingerprint.update(c);
+        if (!fed) fingerprint.update(c);
         hash?.update(c);
         yield c;
       }

@@ -9,6 +9,9 @@
  *   madvise(MADV_DONTNEED) of it (spill.ts). Fallback: none; callers keep their tables in memory.
  * - `mapRead(fd, offset, length)` / `unmap(buffer)`: a read-only mapping of part of a file and
  *   its release (raw → VHDX reads its input so). Fallback: reading into buffers.
+ * - `readChecksum(...)`: a read and the CRC-32 / CRC-32C of what it read, on the thread pool,
+ *   where the CPU has carry-less multiplication (x86-64). Fallback: reading, and the CRCs on the
+ *   calling thread (@node-rs/crc32); the values are the same.
  */
 import { createRequire } from 'node:module';
 import { packagePath } from './package-path.js';
@@ -19,7 +22,21 @@ interface FsxBinding {
   dropResident(buffer: ArrayBuffer): void;
   mapRead(fd: number, offset: number, length: number): ArrayBuffer;
   unmap(buffer: ArrayBuffer): void;
+  readChecksum?(fd: number, buffer: Buffer, position: number, which: number, out: Uint32Array, callback: (err: Error | null, bytesRead: number) => void): void;
 }
+
+/** Which CRCs readChecksum computes: a bit mask. */
+export const CRC32_BIT = 1;
+export const CRC32C_BIT = 2;
+
+/**
+ * On the libuv thread pool: fills `buffer` from `fd` at `position` (until full or the end of
+ * the file; fd -1 reads nothing and checksums the whole buffer), then writes the CRC-32
+ * (`which & CRC32_BIT`) and CRC-32C (`which & CRC32C_BIT`) of the bytes read, each from the
+ * initial state, to out[0] and out[1]; resolves to the number of bytes read. `buffer` must not
+ * be touched until it settles.
+ */
+export type ReadChecksum = (fd: number, buffer: Buffer, position: number, which: number, out: Uint32Array) => Promise<number>;
 
 export interface Extent {
   start: number;
@@ -68,6 +85,15 @@ export function dataExtents(fd: number, size: number): Extent[] {
   const out: Extent[] = [];
   for (let i = 0; i < flat.length; i += 2) out.push({ start: flat[i]!, end: flat[i + 1]! });
   return out;
+}
+
+/** readChecksum, or undefined where the native helper or the CPU cannot (callers then checksum inline). */
+export function readChecksumCall(): ReadChecksum | undefined {
+  const b = load();
+  const call = b?.readChecksum;
+  if (!call) return undefined;
+  return (fd, buffer, position, which, out) =>
+    new Promise((resolve, reject) => call(fd, buffer, position, which, out, (err, n) => (err ? reject(err) : resolve(n))));
 }
 
 /** The native helper's memory-mapping calls, or undefined without it (see spill.ts). */

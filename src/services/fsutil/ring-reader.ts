@@ -14,6 +14,15 @@
 import { read } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { later } from '../promises.js';
+import { CRC32_BIT, CRC32C_BIT, readChecksumCall } from './native.js';
+
+/** What a reader feeds CRCs to (formats/checksum.ts StreamFingerprint). */
+export interface CrcSink {
+  /** bytes to checksum here */
+  update(chunk: Uint8Array): void;
+  /** bytes whose CRC-32 and CRC-32C (each from the initial state) were computed elsewhere */
+  append(length: number, crc32Of: number, crc32cOf: number): void;
+}
 
 export interface ReadFileChunksOptions {
   /** bytes per chunk (default 512 KiB) */
@@ -22,6 +31,12 @@ export interface ReadFileChunksOptions {
   readAhead?: number;
   /** buffers in the ring (default and minimum: readAhead + 2) */
   slots?: number;
+  /**
+   * Fed with every chunk, in order, before it is yielded. With the native helper the CRCs are
+   * computed on the thread pool by the read itself (fsutil/native readChecksum: ~25 ms of the
+   * consumer's thread per 170 MB saved), else here on the calling thread.
+   */
+  fingerprint?: CrcSink;
 }
 
 export async function* readFileChunks(path: string, opts: ReadFileChunksOptions = {}): AsyncGenerator<Buffer> {
@@ -29,24 +44,34 @@ export async function* readFileChunks(path: string, opts: ReadFileChunksOptions 
   const depth = Math.max(1, opts.readAhead ?? 2);
   const slots = Math.max(depth + 2, opts.slots ?? 0);
   const ring = Array.from({ length: slots }, () => Buffer.allocUnsafe(size));
+  const fingerprint = opts.fingerprint;
+  const readChecksum = fingerprint ? readChecksumCall() : undefined;
+  const crcs = readChecksum ? Array.from({ length: slots }, () => new Uint32Array(2)) : [];
   const fh = await open(path, 'r');
-  const pending: Promise<{ bytesRead: number; buffer: Buffer }>[] = [];
+  const pending: Promise<{ bytesRead: number; buffer: Buffer; crc?: Uint32Array }>[] = [];
   let next = 0;
   const issue = (): void => {
     const i = next++;
-    pending.push(later(fh.read(ring[i % slots]!, 0, size, i * size))); // awaited in order below
+    const buffer = ring[i % slots]!;
+    const read = readChecksum
+      ? readChecksum(fh.fd, buffer, i * size, CRC32_BIT | CRC32C_BIT, crcs[i % slots]!).then((bytesRead) => ({ bytesRead, buffer, crc: crcs[i % slots]! }))
+      : fh.read(buffer, 0, size, i * size);
+    pending.push(later(read)); // awaited in order below
   };
   try {
     for (let k = 0; k < depth; k++) issue();
     for (;;) {
-      const { bytesRead, buffer } = await pending.shift()!;
+      const { bytesRead, buffer, crc } = await pending.shift()!;
       if (bytesRead === 0) return;
+      const chunk = bytesRead < size ? buffer.subarray(0, bytesRead) : buffer;
+      if (crc) fingerprint!.append(bytesRead, crc[0]!, crc[1]!);
+      else fingerprint?.update(chunk);
       if (bytesRead < size) {
-        yield buffer.subarray(0, bytesRead);
+        yield chunk;
         return; // the end of the file (the reads issued past it find nothing)
       }
       issue();
-      yield buffer;
+      yield chunk;
     }
   } finally {
     await Promise.allSettled(pending);

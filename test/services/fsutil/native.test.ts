@@ -3,13 +3,16 @@
  * build step compiles it; CI has a C compiler and Node's headers), and `dataExtents` must
  * describe a sparse file exactly enough to skip its holes: ranges in order, inside the file,
  * covering every non-zero byte, and leaving out a large hole. Errors carry errno context.
+ * `readChecksum` (where the CPU has PCLMULQDQ) must give the CRCs of a bitwise reference
+ * for every length and alignment, and read exactly what pread would.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { dataExtents, nativeStatus, type Extent } from '../../../src/services/fsutil/native.js';
+import { CRC32_BIT, CRC32C_BIT, dataExtents, nativeStatus, readChecksumCall, type Extent } from '../../../src/services/fsutil/native.js';
 
 const MiB = 1024 * 1024;
 
@@ -89,5 +92,75 @@ describe('native helper', () => {
 
   test('a bad file descriptor is an error naming the call', { skip: !nativeStatus().loaded && 'native helper not loaded' }, () => {
     assert.throws(() => dataExtents(987654, 4096), /lseek\(SEEK_DATA\)/);
+  });
+});
+
+/** Reflected CRC-32 with polynomial `poly`, bit by bit (from the polynomial, not the code under test). */
+function referenceCrc(data: Uint8Array, poly: number): number {
+  let c = 0xffffffff;
+  for (const byte of data) {
+    c ^= byte;
+    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ poly : c >>> 1;
+  }
+  return (c ^ 0xffffffff) >>> 0;
+}
+const IEEE = 0xedb88320;
+const CASTAGNOLI = 0x82f63b78;
+const cpuHasClmul = process.arch === 'x64' && process.platform === 'linux' && /\bpclmulqdq\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
+
+describe('readChecksum (CRCs on the thread pool)', () => {
+  let dir = '';
+  before(() => (dir = mkdtempSync(join(tmpdir(), 'winsnap-crc-'))));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('is offered on x86-64 Linux with PCLMULQDQ', { skip: !cpuHasClmul && 'not an x86-64 Linux CPU with carry-less multiplication' }, () => {
+    assert.ok(readChecksumCall(), 'readChecksum missing although the CPU has PCLMULQDQ');
+  });
+
+  const call = readChecksumCall();
+  test('CRC-32 and CRC-32C of buffers of every length around the 16- and 64-byte lanes', { skip: !call && 'not offered here' }, async () => {
+    const out = new Uint32Array(2);
+    const backing = randomBytes(70_000);
+    for (const len of [0, 1, 3, 4, 15, 16, 17, 31, 32, 48, 63, 64, 65, 79, 80, 127, 128, 129, 191, 1000, 4096, 65_537]) {
+      for (const offset of [0, 1, 7]) {
+        const b = backing.subarray(offset, offset + len); // unaligned views too
+        out.fill(0xdeadbeef);
+        assert.equal(await call!(-1, b, 0, CRC32_BIT | CRC32C_BIT, out), len);
+        assert.equal(out[0], referenceCrc(b, IEEE), `CRC-32 of ${len} bytes at +${offset}`);
+        assert.equal(out[1], referenceCrc(b, CASTAGNOLI), `CRC-32C of ${len} bytes at +${offset}`);
+      }
+    }
+    // the check values of the CRC catalogue
+    assert.equal(await call!(-1, Buffer.from('123456789'), 0, CRC32_BIT | CRC32C_BIT, out), 9);
+    assert.deepEqual([...out], [0xcbf43926, 0xe3069283]);
+    // only the CRCs asked for
+    out.fill(7);
+    await call!(-1, Buffer.from('123456789'), 0, CRC32C_BIT, out);
+    assert.deepEqual([...out], [0, 0xe3069283]);
+  });
+
+  test('reads the file at the position, stops at its end, and checksums what it read', { skip: !call && 'not offered here' }, async () => {
+    const data = randomBytes(3 * 65_536 + 1234);
+    const p = join(dir, 'data');
+    writeFileSync(p, data);
+    const fd = openSync(p, 'r');
+    try {
+      const buf = Buffer.alloc(65_536);
+      const out = new Uint32Array(2);
+      for (const pos of [0, 100, 2 * 65_536, 3 * 65_536, data.length - 1, data.length, data.length + 10]) {
+        const n = await call!(fd, buf, pos, CRC32_BIT | CRC32C_BIT, out);
+        const want = data.subarray(Math.min(pos, data.length), Math.min(pos + buf.length, data.length));
+        assert.equal(n, want.length, `bytes read at ${pos}`);
+        assert.ok(buf.subarray(0, n).equals(want), `bytes at ${pos}`);
+        assert.deepEqual([...out], [referenceCrc(want, IEEE), referenceCrc(want, CASTAGNOLI)], `CRCs at ${pos}`);
+      }
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  test('a bad descriptor rejects with EBADF; bad arguments throw', { skip: !call && 'not offered here' }, async () => {
+    await assert.rejects(call!(987654, Buffer.alloc(16), 0, CRC32_BIT, new Uint32Array(2)), (e: NodeJS.ErrnoException) => e.code === 'EBADF' && /readChecksum/.test(e.message));
+    await assert.rejects(call!(-1, Buffer.alloc(16), 0, CRC32_BIT, new Uint32Array(1)), /readChecksum\(fd, buffer/);
   });
 });

@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readFileChunks } from '../../../src/services/fsutil/ring-reader.js';
+import { StreamFingerprint } from '../../../src/formats/checksum.js';
 
 describe('readFileChunks', () => {
   let dir = '';
@@ -68,5 +69,28 @@ describe('readFileChunks', () => {
     await assert.rejects(async () => {
       for await (const _ of readFileChunks(join(dir, 'missing'))) void _;
     }, /ENOENT/);
+  });
+});
+
+describe('readFileChunks with a fingerprint', () => {
+  let dir = '';
+  before(() => (dir = mkdtempSync(join(tmpdir(), 'winsnap-ring-fp-'))));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('feeds every chunk, in order, before yielding it: the fingerprint of the whole file', async () => {
+    for (const size of [0, 1, 8192, 8192 * 5 + 17]) {
+      const data = randomBytes(size);
+      const p = join(dir, `f${size}`);
+      writeFileSync(p, data);
+      const expected = new StreamFingerprint();
+      expected.update(data);
+      const fingerprint = new StreamFingerprint();
+      let seen = 0;
+      for await (const c of readFileChunks(p, { chunkSize: 8192, fingerprint })) {
+        seen += c.length;
+        assert.equal(fingerprint.bytes, seen, 'the chunk is counted before it is yielded');
+      }
+      assert.equal(fingerprint.toString(), expected.toString(), `size ${size}`);
+    }
   });
 });
