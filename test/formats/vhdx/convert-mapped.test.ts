@@ -1,6 +1,8 @@
 /**
  * raw → VHDX reads its input through read-only mappings when the native helper is loaded, and
- * with read() otherwise: both give the same file, and qemu-img sees the input's bytes in it.
+ * with read() otherwise: both give the same file (also the same identifiers, which come from
+ * the CRC-32 of each chunk: on the thread pool natively, else on the main thread), and
+ * qemu-img sees the input's bytes in it.
  * The input has data chunks, an all-zero chunk inside data, holes, and an unaligned tail.
  */
 import { describe, test } from 'node:test';
