@@ -1,6 +1,7 @@
 /*
  * winsnap's only native code: file-system and memory-mapping calls Node.js 20 does not expose,
- * and reads that checksum what they read on the thread pool, nothing else.
+ * reads that checksum what they read on the thread pool, and dm-verity's per-block SHA-256
+ * loop, nothing else.
  *
  *   dataExtents(fd, size) -> Float64Array [start0, end0, start1, end1, ...]
  *     The byte ranges of [0, size) that may hold data, found with lseek(SEEK_DATA/SEEK_HOLE)
@@ -47,6 +48,13 @@
  *     loop: the method of Gopal et al., "Fast CRC Computation for Generic Polynomials Using
  *     PCLMULQDQ Instruction" (Intel, 2009), without its Barrett step.
  *
+ *   sha256Blocks(data, salt, out)
+ *     Synchronously (the hash worker thread calls it): out[32 i, 32 i + 32) = SHA-256(salt ‖ block
+ *     i) for each 4 KiB block of `data` (dm-verity level 0). Uses the SHA-256 of the OpenSSL
+ *     that the Node binary carries and exports for addons (SHA256_Init/Update/Final, found
+ *     with dlsym at load: the function is absent when they are not exported). The same bytes as
+ *     node:crypto, without its per-call cost (~1 µs of 3.45 a block).
+ *
  * Pure Node-API (js_native_api.h / node_api.h, ABI-stable), built by scripts/build.mjs with the
  * system C compiler; src/services/fsutil/native.ts loads it and falls back to "all data" when
  * it was not built.
@@ -57,6 +65,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/types.h>
@@ -464,6 +473,40 @@ static napi_value read_checksum(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* ---- SHA-256 of salted 4 KiB blocks (dm-verity level 0) ------------------------------------ */
+
+/* OpenSSL's SHA256_CTX is 112 bytes; the functions only take a pointer to it */
+typedef struct {
+  _Alignas(16) unsigned char opaque[256];
+} sha256_ctx_t;
+static int (*sha256_init)(sha256_ctx_t *);
+static int (*sha256_update)(sha256_ctx_t *, const void *, size_t);
+static int (*sha256_final)(unsigned char *, sha256_ctx_t *);
+
+static napi_value sha256_blocks(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  void *data, *salt, *out;
+  size_t len, saltLen, outLen;
+  bool b0 = false, b1 = false, b2 = false;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3 || napi_is_buffer(env, argv[0], &b0) != napi_ok ||
+      napi_is_buffer(env, argv[1], &b1) != napi_ok || napi_is_buffer(env, argv[2], &b2) != napi_ok || !b0 || !b1 || !b2 ||
+      napi_get_buffer_info(env, argv[0], &data, &len) != napi_ok || napi_get_buffer_info(env, argv[1], &salt, &saltLen) != napi_ok ||
+      napi_get_buffer_info(env, argv[2], &out, &outLen) != napi_ok || len % 4096 != 0 || outLen < len / 4096 * 32) {
+    napi_throw_type_error(env, NULL, "sha256Blocks(data: 4 KiB blocks, salt, out: 32 bytes a block)");
+    return NULL;
+  }
+  sha256_ctx_t salted, ctx;
+  sha256_init(&salted);
+  sha256_update(&salted, salt, saltLen);
+  for (size_t i = 0; i < len / 4096; i++) {
+    ctx = salted;
+    sha256_update(&ctx, (const unsigned char *)data + i * 4096, 4096);
+    sha256_final((unsigned char *)out + i * 32, &ctx);
+  }
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
   static const struct {
     const char *name;
@@ -473,6 +516,15 @@ NAPI_MODULE_INIT() {
     napi_value fn;
     if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &fn) != napi_ok) return NULL;
     if (napi_set_named_property(env, exports, fns[i].name, fn) != napi_ok) return NULL;
+  }
+  *(void **)&sha256_init = dlsym(RTLD_DEFAULT, "SHA256_Init");
+  *(void **)&sha256_update = dlsym(RTLD_DEFAULT, "SHA256_Update");
+  *(void **)&sha256_final = dlsym(RTLD_DEFAULT, "SHA256_Final");
+  if (sha256_init && sha256_update && sha256_final) {
+    napi_value fn;
+    if (napi_create_function(env, "sha256Blocks", NAPI_AUTO_LENGTH, sha256_blocks, NULL, &fn) != napi_ok ||
+        napi_set_named_property(env, exports, "sha256Blocks", fn) != napi_ok)
+      return NULL;
   }
 #ifdef FSX_HAVE_CLMUL
   if (clmul_usable()) {

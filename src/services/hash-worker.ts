@@ -12,20 +12,28 @@
  *   so none wait in the caller's heap for the garbage collector.
  *
  * Jobs run in the order they were asked for. The worker's code is a self-contained script
- * (node:fs, node:crypto only), so it runs the same from the sources and from the bundle.
+ * (node:fs, node:crypto only), so it runs the same from the sources and from the bundle. The
+ * level-0 loop uses the native helper's sha256Blocks when the process has it (its path comes
+ * in workerData): 2.4 against 3.45 µs a block here, the same hashes.
  */
 import { Worker } from 'node:worker_threads';
 import { unavailable } from './errdefs.js';
+import { sha256BlocksAddon } from './fsutil/native.js';
 
 // Modules come in through import(), which works whether the worker evaluates the script as
 // CommonJS or (when the host process was started with --input-type=module, a flag workers
 // inherit) as an ES module; messages wait in the port until the listener is attached.
 const WORKER_SOURCE = `
 (async () => {
-const { parentPort } = await import('node:worker_threads');
+const { parentPort, workerData } = await import('node:worker_threads');
 const { openSync, readSync, writeSync, closeSync } = await import('node:fs');
 const { createHash, hash } = await import('node:crypto');
 const BUF = Buffer.allocUnsafe(1 << 20);
+let sha256Blocks;
+if (workerData && workerData.addon) {
+  const { createRequire } = await import('node:module');
+  sha256Blocks = createRequire(workerData.addon)(workerData.addon).sha256Blocks;
+}
 function digestFile(path, algorithm) {
   const h = createHash(algorithm);
   const fd = openSync(path, 'r');
@@ -57,9 +65,12 @@ function verityLevel0(path, from, to, salt, outFd, zeroFrom) {
       const n = readSync(fd, BUF, 0, want * 4096, b * 4096);
       if (n < want * 4096) BUF.fill(0, n, want * 4096); // past the end of the file: zero blocks
       const at = outFd === undefined ? (b - from) * 32 : 0;
-      for (let i = 0; i < want; i++) {
-        BUF.copy(salted, salt.length, i * 4096, (i + 1) * 4096);
-        hash('sha256', salted, 'buffer').copy(out, at + i * 32);
+      if (sha256Blocks) sha256Blocks(BUF.subarray(0, want * 4096), salt, out.subarray(at, at + want * 32));
+      else {
+        for (let i = 0; i < want; i++) {
+          BUF.copy(salted, salt.length, i * 4096, (i + 1) * 4096);
+          hash('sha256', salted, 'buffer').copy(out, at + i * 32);
+        }
       }
       if (outFd !== undefined) writeAll(outFd, OUT.subarray(0, want * 32), b * 32);
       b += want;
@@ -105,11 +116,13 @@ export class HashWorker {
   private nextId = 0;
   private failure: Error | undefined;
 
-  constructor() {
+  /** `native: false`: hash with node:crypto even where the native helper could (tests compare). */
+  constructor(opts: { native?: boolean } = {}) {
+    const addon = opts.native === false ? undefined : sha256BlocksAddon();
     // a small young generation: the worker allocates a 32-byte Buffer per block hashed, all
     // garbage at once; left to grow to V8's default (16 MiB semi-spaces) it kept ~5 MiB more
     // resident for a big layer, for no measurable speed
-    this.worker = new Worker(WORKER_SOURCE, { eval: true, resourceLimits: { maxYoungGenerationSizeMb: 1 } });
+    this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { addon }, resourceLimits: { maxYoungGenerationSizeMb: 1 } });
     this.worker.on('message', (m: { id: number; result?: unknown; error?: string }) => {
       const p = this.pending.get(m.id);
       if (!p) return;

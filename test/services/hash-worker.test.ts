@@ -53,6 +53,21 @@ describe('HashWorker', () => {
     }
   });
 
+  test('without the native helper (node:crypto per block) the level-0 hashes are the same', async () => {
+    const salt = randomBytes(32);
+    const blocks = Math.ceil(data.length / 4096) + 1;
+    const plain = new HashWorker({ native: false });
+    try {
+      const a = await plain.verityLevel0(file, 3, blocks, salt);
+      const b = await w.verityLevel0(file, 3, blocks, salt);
+      assert.ok(a.equals(b));
+      const block = data.subarray(3 * 4096, 4 * 4096);
+      assert.ok(a.subarray(0, 32).equals(createHash('sha256').update(salt).update(block).digest()));
+    } finally {
+      await plain.close();
+    }
+  });
+
   test('verityLevel0ToFile writes the same hashes to a file at 32 bytes a block, runs in any order', async () => {
     const salt = randomBytes(32);
     const blocks = Math.ceil(data.length / 4096) + 2;

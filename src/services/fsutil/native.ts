@@ -9,6 +9,9 @@
  *   madvise(MADV_DONTNEED) of it (spill.ts). Fallback: none; callers keep their tables in memory.
  * - `mapRead(fd, offset, length)` / `unmap(buffer)`: a read-only mapping of part of a file and
  *   its release (raw → VHDX reads its input so). Fallback: reading into buffers.
+ * - `sha256Blocks(data, salt, out)`: dm-verity's salted SHA-256 of each 4 KiB block, with the
+ *   OpenSSL the Node binary exports; loaded by the hash worker thread (`sha256BlocksAddon`).
+ *   Fallback: node:crypto per block.
  * - `readChecksum(...)`: a read and the CRC-32 / CRC-32C of what it read, on the thread pool,
  *   where the CPU has carry-less multiplication (x86-64). Fallback: reading, and the CRCs on the
  *   calling thread (@node-rs/crc32); the values are the same.
@@ -22,6 +25,7 @@ interface FsxBinding {
   dropResident(buffer: ArrayBuffer): void;
   mapRead(fd: number, offset: number, length: number): ArrayBuffer;
   unmap(buffer: ArrayBuffer): void;
+  sha256Blocks?(data: Buffer, salt: Buffer, out: Buffer): void;
   readChecksum?(fd: number, buffer: Buffer, position: number, which: number, out: Uint32Array, callback: (err: Error | null, bytesRead: number) => void): void;
 }
 
@@ -85,6 +89,15 @@ export function dataExtents(fd: number, size: number): Extent[] {
   const out: Extent[] = [];
   for (let i = 0; i < flat.length; i += 2) out.push({ start: flat[i]!, end: flat[i + 1]! });
   return out;
+}
+
+/**
+ * The path of the native helper when it offers sha256Blocks, for a worker thread to load it
+ * (hash-worker.ts); undefined otherwise.
+ */
+export function sha256BlocksAddon(): string | undefined {
+  const b = load();
+  return b?.sha256Blocks ? packagePath('dist/native/fsx.node') : undefined;
 }
 
 /** readChecksum, or undefined where the native helper or the CPU cannot (callers then checksum inline). */

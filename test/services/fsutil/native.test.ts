@@ -4,15 +4,17 @@
  * describe a sparse file exactly enough to skip its holes: ranges in order, inside the file,
  * covering every non-zero byte, and leaving out a large hole. Errors carry errno context.
  * `readChecksum` (where the CPU has PCLMULQDQ) must give the CRCs of a bitwise reference
- * for every length and alignment, and read exactly what pread would.
+ * for every length and alignment, and read exactly what pread would; `sha256Blocks` must
+ * equal node:crypto.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CRC32_BIT, CRC32C_BIT, dataExtents, nativeStatus, readChecksumCall, type Extent } from '../../../src/services/fsutil/native.js';
+import { CRC32_BIT, CRC32C_BIT, dataExtents, nativeStatus, readChecksumCall, sha256BlocksAddon, type Extent } from '../../../src/services/fsutil/native.js';
 
 const MiB = 1024 * 1024;
 
@@ -107,6 +109,27 @@ function referenceCrc(data: Uint8Array, poly: number): number {
 const IEEE = 0xedb88320;
 const CASTAGNOLI = 0x82f63b78;
 const cpuHasClmul = process.arch === 'x64' && process.platform === 'linux' && /\bpclmulqdq\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
+
+describe('sha256Blocks (dm-verity level 0 with the OpenSSL of the Node binary)', () => {
+  test('is offered on Linux, and equals node:crypto for each salted 4 KiB block', { skip: process.platform !== 'linux' && 'built for Linux only' }, async () => {
+    const addon = sha256BlocksAddon();
+    assert.ok(addon, 'the native helper does not offer sha256Blocks');
+    const { sha256Blocks } = createRequire(import.meta.url)(addon) as { sha256Blocks: (d: Buffer, s: Buffer, o: Buffer) => void };
+    for (const saltLength of [0, 32, 100]) {
+      const data = randomBytes(4096 * 5);
+      const salt = randomBytes(saltLength);
+      const out = Buffer.alloc(5 * 32 + 3, 0xee);
+      sha256Blocks(data, salt, out);
+      for (let i = 0; i < 5; i++) {
+        const want = createHash('sha256').update(salt).update(data.subarray(i * 4096, (i + 1) * 4096)).digest();
+        assert.ok(out.subarray(i * 32, i * 32 + 32).equals(want), `block ${i}, salt of ${saltLength} bytes`);
+      }
+      assert.ok(out.subarray(160).equals(Buffer.alloc(3, 0xee)), 'wrote past its blocks');
+    }
+    assert.throws(() => sha256Blocks(Buffer.alloc(4095), Buffer.alloc(0), Buffer.alloc(32)), /4 KiB blocks/);
+    assert.throws(() => sha256Blocks(Buffer.alloc(8192), Buffer.alloc(0), Buffer.alloc(32)), /32 bytes a block/);
+  });
+});
 
 describe('readChecksum (CRCs on the thread pool)', () => {
   let dir = '';
