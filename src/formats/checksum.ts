@@ -1,15 +1,17 @@
 /**
  * CRC-32C (Castagnoli: VHDX headers, regions, metadata, log) and CRC-32 (IEEE) from
- * @node-rs/crc32 (hardware CRC instructions). Loaded with require(): importing this CommonJS
- * package through Node's ESM loader costs ~30 ms of start-up per process, require() ~4 ms
- * (hyperfine, Node 20), and `winsnap vhdx` commands run once per disk in pipelines.
+ * @node-rs/crc32 (hardware CRC instructions), loaded on first use with require(): importing
+ * this CommonJS package through Node's ESM loader cost ~30 ms of start-up per process,
+ * require() ~4 ms (hyperfine, Node 20), and a layer conversion whose reads compute its CRCs
+ * natively (fsutil/native readChecksum) does not load it at all (its dlopen alone ~5 ms).
  */
 import { createRequire } from 'node:module';
 
-const crc = createRequire(import.meta.url)('@node-rs/crc32') as typeof import('@node-rs/crc32');
+let crc: typeof import('@node-rs/crc32') | undefined;
+const binding = (): typeof import('@node-rs/crc32') => (crc ??= createRequire(import.meta.url)('@node-rs/crc32') as typeof import('@node-rs/crc32'));
 
-export const crc32c: (input: string | Uint8Array, initialState?: number) => number = crc.crc32c;
-export const crc32: (input: string | Uint8Array, initialState?: number) => number = crc.crc32;
+export const crc32c = (input: string | Uint8Array, initialState?: number): number => binding().crc32c(input, initialState);
+export const crc32 = (input: string | Uint8Array, initialState?: number): number => binding().crc32(input, initialState);
 
 /** The reflected generator polynomials (x^32 implied): CRC-32 (IEEE 802.3) and CRC-32C. */
 const IEEE = 0xedb88320;
