@@ -1,13 +1,16 @@
 #!/usr/bin/env node
-// Bundles the CLI (src/cli/main.ts and everything it imports) into dist/ with esbuild, so
-// `bin/winsnap` starts without compiling TypeScript at run time (tsx costs ~0.25 s and
-// ~45 MiB per process; pipelines run `winsnap convert` once per layer). Each command module
-// stays its own chunk (code splitting), so a run still loads only the command it runs.
+// Bundles the CLI (src/cli/main.ts and everything it imports) into dist/main.cjs with esbuild,
+// so `bin/winsnap` starts without compiling TypeScript at run time (tsx costs ~0.25 s and
+// ~45 MiB per process; pipelines run `winsnap convert` once per layer). One CommonJS script,
+// because bin/bundle.mjs compiles it with V8's code cache (Node 20 caches no ES modules); the
+// command modules are still evaluated only when their command runs (esbuild wraps what
+// main.ts imports dynamically), and scripts/code-cache.mjs then writes dist/main.cjs.cache.
 // Pure-JS dependencies a command needs at start (commander, cli-progress) are bundled: loading
 // them from node_modules through the ESM loader cost ~15 ms per run. Native addons, and
 // packages that find files or spawn threads by path (pino, gRPC, proto-loader), stay external.
-// Writes dist/BUILD last: the source files the bundle was built from (esbuild's metafile), one
-// per line; bin/winsnap uses dist/ only when that stamp is newer than each of them.
+// Writes dist/BUILD after the bundle: the source files the bundle was built from (esbuild's
+// metafile), one per line; bin/winsnap uses dist/ only when that stamp is newer than each of
+// them. Then the code cache (scripts/code-cache.mjs).
 //
 // Also compiles native/fsx.c (file-system calls Node 20 lacks, see that file) into
 // dist/native/fsx.node with the system C compiler and Node's own headers. Without a compiler
@@ -15,7 +18,7 @@
 // plain reads (correct, slower on sparse files).
 import { build } from 'esbuild';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -25,19 +28,23 @@ rmSync('dist', { recursive: true, force: true });
 const result = await build({
   metafile: true,
   entryPoints: { main: 'src/cli/main.ts' },
-  outdir: 'dist',
+  outfile: 'dist/main.cjs',
   bundle: true,
-  splitting: true,
-  format: 'esm',
+  format: 'cjs',
   platform: 'node',
   target: 'node20',
   external: ['better-sqlite3', 'zstd-napi', '@node-rs/crc32', 'pino', '@grpc/grpc-js', '@grpc/proto-loader', 'esbuild', 'tsx', 'fast-check'],
-  chunkNames: 'chunks/[name]-[hash]',
-  // bundled CommonJS packages call require() for Node built-ins
-  banner: { js: "import { createRequire as __winsnapCreateRequire } from 'node:module'; const require = __winsnapCreateRequire(import.meta.url);" },
+  // the sources are ES modules: import.meta.url becomes the bundle's own URL
+  define: { 'import.meta.url': '__winsnapImportMetaUrl' },
+  banner: { js: "const __winsnapImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
   sourcemap: 'linked',
+  charset: 'ascii', // non-ASCII in strings and names escaped...
   logLevel: 'warning',
 });
+// ...and what esbuild keeps of the sources' comments made ASCII too, so that bin/bundle.mjs
+// reads the bundle as Latin-1 (the decoder's fast path: 1 against 4 ms for UTF-8 here)
+const bundlePath = 'dist/main.cjs';
+writeFileSync(bundlePath, readFileSync(bundlePath, 'utf8').replace(/[^\x00-\x7f]/g, '?'));
 
 function nodeHeaders() {
   const candidates = [
@@ -71,3 +78,7 @@ if (nativeProblem) console.warn(`winsnap build: native/fsx.c not built (${native
 // bundled inputs under src/ (dependencies change only with package-lock.json and npm ci, which rebuilds)
 const sources = Object.keys(result.metafile.inputs).filter((p) => p.startsWith('src/')).sort();
 writeFileSync('dist/BUILD', `${sources.join('\n')}\n`);
+// the code cache, from a process that runs a few commands with the bundle (a failure costs
+// only speed: the bundle then compiles at each start)
+const cache = spawnSync(process.execPath, ['scripts/code-cache.mjs'], { encoding: 'utf8' });
+if (cache.status !== 0) console.warn(`winsnap build: no code cache (${(cache.stderr || cache.error?.message || '').trim()})`);

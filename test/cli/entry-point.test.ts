@@ -2,7 +2,8 @@
  * bin/winsnap chooses between the dist/ bundle and the TypeScript sources: the bundle only
  * while no source file it was built from (listed in dist/BUILD) is newer than that stamp.
  * Checked on a scratch copy of the entry point with a stand-in bundle and stand-in sources
- * that each say which one ran.
+ * that each say which one ran. The real build's code cache must be accepted by V8 (else every
+ * start compiles the bundle), and a cache for other bytes must be rejected, not misused.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,9 +21,10 @@ function scratchCheckout(): string {
   mkdirSync(join(root, 'dist'));
   mkdirSync(join(root, 'src', 'cli'), { recursive: true });
   copyFileSync(join(REPO, 'bin', 'winsnap'), join(root, 'bin', 'winsnap'));
+  copyFileSync(join(REPO, 'bin', 'bundle.mjs'), join(root, 'bin', 'bundle.mjs'));
   symlinkSync(join(REPO, 'node_modules'), join(root, 'node_modules'));
   writeFileSync(join(root, 'package.json'), '{"type":"module"}\n');
-  writeFileSync(join(root, 'dist', 'main.js'), "export async function main() { process.stdout.write('bundle\\n'); return 0; }\n");
+  writeFileSync(join(root, 'dist', 'main.cjs'), "exports.main = async function main() { process.stdout.write('bundle\\n'); return 0; };\n");
   writeFileSync(join(root, 'src', 'cli', 'main.ts'), "export async function main(): Promise<number> { process.stdout.write('sources\\n'); return 0; }\n");
   writeFileSync(join(root, 'src', 'cli', 'other.ts'), 'export const unused = 1;\n');
   writeFileSync(join(root, 'dist', 'BUILD'), 'src/cli/main.ts\n');
@@ -72,6 +74,24 @@ test('a missing or empty stamp, or a listed source that is gone, runs the source
 
   rmSync(stamp);
   assert.equal(which(root), 'sources');
+});
+
+test('the built bundle loads with its code cache; a cache that does not match is rejected and the bundle still runs', (t) => {
+  const r = spawnSync(join(REPO, 'bin', 'winsnap'), ['--version'], { encoding: 'utf8', env: { ...process.env, WINSNAP_TRACE_CODE_CACHE: '1' } });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /winsnap: code cache accepted/);
+  assert.match(r.stdout, /^\d+\.\d+\.\d+/);
+
+  const root = scratchCheckout();
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  setTime(join(root, 'src', 'cli', 'main.ts'), 1_000_000);
+  setTime(join(root, 'dist', 'BUILD'), 2_000_000);
+  // the real cache belongs to the real bundle, not to this stand-in
+  copyFileSync(join(REPO, 'dist', 'main.cjs.cache'), join(root, 'dist', 'main.cjs.cache'));
+  const s = spawnSync(process.execPath, [join(root, 'bin', 'winsnap')], { encoding: 'utf8', env: { ...process.env, WINSNAP_FROM_SOURCE: '', WINSNAP_TRACE_CODE_CACHE: '1' } });
+  assert.equal(s.status, 0, s.stderr);
+  assert.equal(s.stdout.trim(), 'bundle');
+  assert.match(s.stderr, /winsnap: code cache rejected/);
 });
 
 test('the entry point drops NODE_EXTRA_CA_CERTS: winsnap makes no TLS connections, and Node would parse every certificate in that file at start-up', () => {
