@@ -62,6 +62,8 @@ export interface HeaderContext {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** 2^63: header times are signed 64-bit seconds */
+const TIME_LIMIT = 1n << 63n;
 
 /** Bytes of a NUL-terminated (or full-width) string field (a shared empty buffer when it is empty). */
 export function fieldBytes(block: Buffer, off: number, len: number): Buffer {
@@ -95,7 +97,10 @@ export function parseNumeric(block: Buffer, field: FieldName, ctx: HeaderContext
 
 /** parseNumeric without BigInt for octal fields (at most 12 digits, so always a safe integer). */
 function parseNumericFast(block: Buffer, field: FieldName, ctx: HeaderContext): number | bigint {
-  const [off, len] = F[field];
+  // indexed, not destructured: unoptimized code runs array destructuring through an iterator
+  const f = F[field];
+  const off = f[0];
+  const len = f[1];
   const first = block[off]!;
   if (first & 0x80) {
     let v = 0n;
@@ -127,19 +132,29 @@ function smallNumeric(block: Buffer, field: FieldName, ctx: HeaderContext, max: 
 
 /** True for an all-zero block (end-of-archive marker). */
 export function isZeroBlock(block: Buffer): boolean {
-  // Compare 8 bytes at a time; blocks are small, this is not on the data path.
-  for (let i = 0; i < BLOCK; i += 8) if (block.readBigUInt64LE(i) !== 0n) return false;
+  // asked of every header, whose first byte (the name's) is not zero: a byte loop stops there
+  // (reading 8 bytes at a time as a BigInt allocated one per header)
+  for (let i = 0; i < BLOCK; i++) if (block[i] !== 0) return false;
   return true;
 }
+
+/** A 32-bit view of the whole ArrayBuffer the last header came from (headers come from a few reused chunks). */
+let wordsOf: ArrayBufferLike | undefined;
+let words: Uint32Array<ArrayBufferLike> = new Uint32Array(0);
 
 /** Unsigned sum of the block with the checksum field counted as spaces. */
 export function unsignedChecksum(block: Buffer): number {
   let u = 0;
   if ((block.byteOffset & 3) === 0) {
     // Two 16-bit lanes per 32-bit word: at most 128 * 2 * 255 per lane, no overflow.
-    const w = new Uint32Array(block.buffer, block.byteOffset, BLOCK / 4);
+    if (block.buffer !== wordsOf) {
+      wordsOf = block.buffer;
+      words = new Uint32Array(block.buffer, 0, block.buffer.byteLength >>> 2);
+    }
+    const w = words;
+    const base = block.byteOffset >>> 2;
     let acc = 0;
-    for (let i = 0; i < BLOCK / 4; i++) {
+    for (let i = base; i < base + BLOCK / 4; i++) {
       const x = w[i]!;
       acc += (x & 0x00ff00ff) + ((x >>> 8) & 0x00ff00ff);
     }
@@ -164,7 +179,8 @@ export function signedChecksum(block: Buffer): number {
 /** Decodes and validates one (non-zero) header block. */
 export function decodeHeader(block: Buffer, ctx: HeaderContext, maxEntrySize: number): RawHeader {
   // Checksum first: nothing else in a block is trustworthy before it.
-  const [coff, clen] = F.chksum;
+  const coff = F.chksum[0];
+  const clen = F.chksum[1];
   let cs = 0;
   let digits = 0;
   for (let i = coff; i < coff + clen; i++) {
@@ -194,9 +210,9 @@ export function decodeHeader(block: Buffer, ctx: HeaderContext, maxEntrySize: nu
     else if (block[262] === 0x20 && block[263] === 0x20 && block[264] === 0) magic = 'gnu';
   }
 
-  let name = fieldBytes(block, ...F.name);
+  let name = fieldBytes(block, F.name[0], F.name[1]);
   if (magic === 'ustar') {
-    const prefix = fieldBytes(block, ...F.prefix);
+    const prefix = fieldBytes(block, F.prefix[0], F.prefix[1]);
     if (prefix.length > 0) name = Buffer.concat([prefix, Buffer.from('/'), name]);
   }
 
@@ -205,19 +221,21 @@ export function decodeHeader(block: Buffer, ctx: HeaderContext, maxEntrySize: nu
   if (size > maxEntrySize) fieldError(block, 'size', ctx, `is too large (${size} bytes)`);
 
   const hasUstarFields = magic !== 'v7';
-  const mtime = parseNumeric(block, 'mtime', ctx);
-  if (mtime >= 1n << 63n || mtime < -(1n << 63n)) fieldError(block, 'mtime', ctx, `is out of range (${mtime})`);
+  // an octal field always fits; only base-256 can exceed a signed 64-bit time
+  const mtimeField = parseNumericFast(block, 'mtime', ctx);
+  const mtime = typeof mtimeField === 'bigint' ? mtimeField : BigInt(mtimeField);
+  if (typeof mtimeField === 'bigint' && (mtime >= TIME_LIMIT || mtime < -TIME_LIMIT)) fieldError(block, 'mtime', ctx, `is out of range (${mtime})`);
   return {
     name,
-    linkname: fieldBytes(block, ...F.linkname),
+    linkname: fieldBytes(block, F.linkname[0], F.linkname[1]),
     typeflag: block[156]!,
     mode: smallNumeric(block, 'mode', ctx, 0xffffffff),
     uid: smallNumeric(block, 'uid', ctx, Number.MAX_SAFE_INTEGER),
     gid: smallNumeric(block, 'gid', ctx, Number.MAX_SAFE_INTEGER),
     size: Number(size),
     mtime,
-    uname: hasUstarFields ? fieldBytes(block, ...F.uname) : EMPTY,
-    gname: hasUstarFields ? fieldBytes(block, ...F.gname) : EMPTY,
+    uname: hasUstarFields ? fieldBytes(block, F.uname[0], F.uname[1]) : EMPTY,
+    gname: hasUstarFields ? fieldBytes(block, F.gname[0], F.gname[1]) : EMPTY,
     devmajor: hasUstarFields ? smallNumeric(block, 'devmajor', ctx, 0xffffffff) : 0,
     devminor: hasUstarFields ? smallNumeric(block, 'devminor', ctx, 0xffffffff) : 0,
     magic,

@@ -467,10 +467,8 @@ export class TarReader implements AsyncIterable<TarEntry> {
       }
     }
 
-    const num = (key: string, fallback: number, max: number): number => (plain ? fallback : this.paxNumber(local, key, fallback, max, entry, at));
-    const time = (key: string): TarTime | undefined => (plain ? undefined : this.paxTime(local, key, entry, at));
-
-    const size = num('size', raw.size, o.maxEntrySize);
+    // (no closures for the PAX lookups: two allocations per entry, for most entries unused)
+    const size = plain ? raw.size : this.paxNumber(local, 'size', raw.size, o.maxEntrySize, entry, at);
     const type = typeOf(raw.typeflag, nameBytes);
     if (size !== 0 && HEADER_ONLY.has(type)) {
       this.fail(`entry "${entry}" at offset ${at}: a ${type} entry must have size 0 (has ${size})`, at, entry);
@@ -486,10 +484,10 @@ export class TarReader implements AsyncIterable<TarEntry> {
       type,
       typeflag: raw.typeflag,
       mode: raw.mode,
-      uid: num('uid', raw.uid, Number.MAX_SAFE_INTEGER),
-      gid: num('gid', raw.gid, Number.MAX_SAFE_INTEGER),
+      uid: plain ? raw.uid : this.paxNumber(local, 'uid', raw.uid, Number.MAX_SAFE_INTEGER, entry, at),
+      gid: plain ? raw.gid : this.paxNumber(local, 'gid', raw.gid, Number.MAX_SAFE_INTEGER, entry, at),
       size,
-      mtime: time('mtime') ?? { sec: raw.mtime, nsec: 0 },
+      mtime: (plain ? undefined : this.paxTime(local, 'mtime', entry, at)) ?? { sec: raw.mtime, nsec: 0 },
       uname: this.owners.get(unameBytes) ?? this.owners.put(unameBytes, this.decodeText(unameBytes, 'user name', at, entry)),
       gname: this.owners.get(gnameBytes) ?? this.owners.put(gnameBytes, this.decodeText(gnameBytes, 'group name', at, entry)),
       devmajor: raw.devmajor,
@@ -498,10 +496,12 @@ export class TarReader implements AsyncIterable<TarEntry> {
       globalPax: g,
       format: hadPax ? 'pax' : raw.magic,
     };
-    const atime = time('atime');
-    if (atime) header.atime = atime;
-    const ctime = time('ctime');
-    if (ctime) header.ctime = ctime;
+    if (!plain) {
+      const atime = this.paxTime(local, 'atime', entry, at);
+      if (atime) header.atime = atime;
+      const ctime = this.paxTime(local, 'ctime', entry, at);
+      if (ctime) header.ctime = ctime;
+    }
 
     this.remaining = size;
     this.padding = (BLOCK - (size % BLOCK)) % BLOCK;
