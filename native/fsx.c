@@ -48,6 +48,11 @@
  *     loop: the method of Gopal et al., "Fast CRC Computation for Generic Polynomials Using
  *     PCLMULQDQ Instruction" (Intel, 2009), without its Barrett step.
  *
+ *   crc(which, buffer, previous) -> number
+ *     The same CRCs on the calling thread, for small buffers (VHDX headers and region tables):
+ *     CRC-32 (which 1) or CRC-32C (which 2) of `buffer`, continuing from the CRC `previous` of
+ *     the bytes before it (0 to start), as zlib's crc32(). Present with readChecksum.
+ *
  *   sha256Blocks(data, salt, out)
  *     Synchronously (the hash worker thread calls it): out[32 i, 32 i + 32) = SHA-256(salt ‖ block
  *     i) for each 4 KiB block of `data` (dm-verity level 0). Uses the SHA-256 of the OpenSSL
@@ -276,6 +281,12 @@ static napi_value drop_resident(napi_env env, napi_callback_info info) {
 
 /* ---- CRC-32 / CRC-32C on the thread pool ---------------------------------------------- */
 
+/* x86-64 only (carry-less multiplication); elsewhere none of this is built and callers checksum in
+ * JavaScript (-DWINSNAP_NO_CLMUL builds that way on x86-64 too) */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(WINSNAP_NO_CLMUL)
+#include <immintrin.h>
+#define FSX_HAVE_CLMUL 1
+
 typedef struct {
   uint32_t table[256]; /* reflected byte-wise table */
   uint64_t fold4[2];   /* lane multipliers for a fold over 512 bits (four lanes at a time) */
@@ -326,9 +337,6 @@ static uint32_t crc_bytes(const crc_params_t *p, uint32_t state, const uint8_t *
   return state;
 }
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-#define FSX_HAVE_CLMUL 1
 
 __attribute__((target("pclmul,sse4.1"))) static inline __m128i fold(__m128i acc, __m128i k, __m128i next) {
   return _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(acc, k, 0x00), _mm_clmulepi64_si128(acc, k, 0x11)), next);
@@ -365,7 +373,6 @@ static bool clmul_usable(void) {
   __builtin_cpu_init();
   return __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
 }
-#endif
 
 typedef struct {
   napi_async_work work;
@@ -396,10 +403,8 @@ static void checksum_execute(napi_env env, void *data) {
     }
   }
   j->got = n;
-#ifdef FSX_HAVE_CLMUL
   if (j->which & 1) j->crc[0] = crc_clmul(&CRC_IEEE, 0, j->data, n);
   if (j->which & 2) j->crc[1] = crc_clmul(&CRC_CASTAGNOLI, 0, j->data, n);
-#endif
 }
 
 static void checksum_complete(napi_env env, napi_status status, void *data) {
@@ -473,6 +478,28 @@ static napi_value read_checksum(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static napi_value crc_sync(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  int32_t which;
+  uint32_t previous = 0;
+  bool isBuffer = false;
+  void *data;
+  size_t len;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 || napi_get_value_int32(env, argv[0], &which) != napi_ok ||
+      (which != 1 && which != 2) || napi_is_buffer(env, argv[1], &isBuffer) != napi_ok || !isBuffer ||
+      napi_get_buffer_info(env, argv[1], &data, &len) != napi_ok || (argc > 2 && napi_get_value_uint32(env, argv[2], &previous) != napi_ok)) {
+    napi_throw_type_error(env, NULL, "crc(which: 1 | 2, buffer, previous?)");
+    return NULL;
+  }
+  uint32_t v = crc_clmul(which == 1 ? &CRC_IEEE : &CRC_CASTAGNOLI, previous, data, len);
+  napi_value out;
+  napi_create_uint32(env, v, &out);
+  return out;
+}
+
+#endif /* FSX_HAVE_CLMUL */
+
 /* ---- SHA-256 of salted 4 KiB blocks (dm-verity level 0) ------------------------------------ */
 
 /* OpenSSL's SHA256_CTX is 112 bytes; the functions only take a pointer to it */
@@ -531,8 +558,11 @@ NAPI_MODULE_INIT() {
     crc_params_init(&CRC_IEEE, 0x04C11DB7u);
     crc_params_init(&CRC_CASTAGNOLI, 0x1EDC6F41u);
     napi_value fn, speed;
+    napi_value sync;
     if (napi_create_function(env, "readChecksum", NAPI_AUTO_LENGTH, read_checksum, NULL, &fn) != napi_ok ||
         napi_set_named_property(env, exports, "readChecksum", fn) != napi_ok ||
+        napi_create_function(env, "crc", NAPI_AUTO_LENGTH, crc_sync, NULL, &sync) != napi_ok ||
+        napi_set_named_property(env, exports, "crc", sync) != napi_ok ||
         napi_create_string_utf8(env, "pclmul", NAPI_AUTO_LENGTH, &speed) != napi_ok ||
         napi_set_named_property(env, exports, "checksumSpeed", speed) != napi_ok)
       return NULL;

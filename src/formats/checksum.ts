@@ -1,17 +1,29 @@
 /**
- * CRC-32C (Castagnoli: VHDX headers, regions, metadata, log) and CRC-32 (IEEE) from
- * @node-rs/crc32 (hardware CRC instructions), loaded on first use with require(): importing
- * this CommonJS package through Node's ESM loader cost ~30 ms of start-up per process,
- * require() ~4 ms (hyperfine, Node 20), and a layer conversion whose reads compute its CRCs
- * natively (fsutil/native readChecksum) does not load it at all (its dlopen alone ~5 ms).
+ * CRC-32C (Castagnoli: VHDX headers, regions, metadata, log) and CRC-32 (IEEE), both as zlib's
+ * crc32(input, previous): the native helper's carry-less-multiply CRC (fsutil/native `crc`)
+ * where it is built and the CPU has it, else @node-rs/crc32 (hardware CRC instructions), loaded
+ * on first use with require(). Loading that package took ~8 ms of a `winsnap vhdx convert`
+ * (its dlopen alone ~5 ms; through Node's ESM loader ~30 ms), and a layer conversion whose reads
+ * compute their CRCs natively (readChecksum) needs neither.
  */
 import { createRequire } from 'node:module';
+import { CRC32_BIT, CRC32C_BIT, crcCall } from '../services/fsutil/native.js';
 
-let crc: typeof import('@node-rs/crc32') | undefined;
-const binding = (): typeof import('@node-rs/crc32') => (crc ??= createRequire(import.meta.url)('@node-rs/crc32') as typeof import('@node-rs/crc32'));
+type Crc = (input: string | Uint8Array, previous?: number) => number;
+let impl: { crc32: Crc; crc32c: Crc } | undefined;
 
-export const crc32c = (input: string | Uint8Array, initialState?: number): number => binding().crc32c(input, initialState);
-export const crc32 = (input: string | Uint8Array, initialState?: number): number => binding().crc32(input, initialState);
+function crcs(): { crc32: Crc; crc32c: Crc } {
+  if (impl) return impl;
+  const native = crcCall();
+  if (native) {
+    const bytes = (input: string | Uint8Array) => (typeof input === 'string' ? Buffer.from(input) : input);
+    impl = { crc32: (input, previous) => native(CRC32_BIT, bytes(input), previous ?? 0), crc32c: (input, previous) => native(CRC32C_BIT, bytes(input), previous ?? 0) };
+  } else impl = createRequire(import.meta.url)('@node-rs/crc32') as typeof import('@node-rs/crc32');
+  return impl;
+}
+
+export const crc32c: Crc = (input, previous) => crcs().crc32c(input, previous);
+export const crc32: Crc = (input, previous) => crcs().crc32(input, previous);
 
 /** The reflected generator polynomials (x^32 implied): CRC-32 (IEEE 802.3) and CRC-32C. */
 const IEEE = 0xedb88320;

@@ -13,8 +13,9 @@
  *   OpenSSL the Node binary exports; loaded by the hash worker thread (`sha256BlocksAddon`).
  *   Fallback: node:crypto per block.
  * - `readChecksum(...)`: a read and the CRC-32 / CRC-32C of what it read, on the thread pool,
- *   where the CPU has carry-less multiplication (x86-64). Fallback: reading, and the CRCs on the
- *   calling thread (@node-rs/crc32); the values are the same.
+ *   where the CPU has carry-less multiplication (x86-64); `crc(...)` the same CRCs on the
+ *   calling thread. Fallback: reading, and the CRCs on the calling thread (@node-rs/crc32);
+ *   the values are the same.
  */
 import { createRequire } from 'node:module';
 import { packagePath } from './package-path.js';
@@ -26,6 +27,7 @@ interface FsxBinding {
   mapRead(fd: number, offset: number, length: number): ArrayBuffer;
   unmap(buffer: ArrayBuffer): void;
   sha256Blocks?(data: Buffer, salt: Buffer, out: Buffer): void;
+  crc?(which: number, buffer: Uint8Array, previous?: number): number;
   readChecksum?(fd: number, buffer: Buffer, position: number, which: number, out: Uint32Array, callback: (err: Error | null, bytesRead: number) => void): void;
 }
 
@@ -98,6 +100,15 @@ export function dataExtents(fd: number, size: number): Extent[] {
 export function sha256BlocksAddon(): string | undefined {
   const b = load();
   return b?.sha256Blocks ? packagePath('dist/native/fsx.node') : undefined;
+}
+
+/**
+ * The native CRC on the calling thread, `crc(which, buffer, previous)` (which: CRC32_BIT or
+ * CRC32C_BIT; `previous` the CRC of the bytes before, as zlib's crc32()), where readChecksum is
+ * offered; else undefined.
+ */
+export function crcCall(): ((which: number, buffer: Uint8Array, previous?: number) => number) | undefined {
+  return load()?.crc;
 }
 
 /** readChecksum, or undefined where the native helper or the CPU cannot (callers then checksum inline). */

@@ -14,7 +14,7 @@ import { createRequire } from 'node:module';
 import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CRC32_BIT, CRC32C_BIT, dataExtents, nativeStatus, readChecksumCall, sha256BlocksAddon, type Extent } from '../../../src/services/fsutil/native.js';
+import { CRC32_BIT, CRC32C_BIT, crcCall, dataExtents, nativeStatus, readChecksumCall, sha256BlocksAddon, type Extent } from '../../../src/services/fsutil/native.js';
 
 const MiB = 1024 * 1024;
 
@@ -160,6 +160,21 @@ describe('readChecksum (CRCs on the thread pool)', () => {
     out.fill(7);
     await call!(-1, Buffer.from('123456789'), 0, CRC32C_BIT, out);
     assert.deepEqual([...out], [0, 0xe3069283]);
+  });
+
+  test('crc (on the calling thread): the same CRCs, continuing from the CRC of the bytes before', { skip: !call && 'not offered here' }, () => {
+    const crc = crcCall()!;
+    assert.ok(crc, 'crc missing although readChecksum is offered');
+    const data = randomBytes(9000);
+    for (const [cut, end] of [[0, 0], [0, 9000], [1, 100], [17, 4113], [64, 8999]] as const) {
+      for (const [which, poly] of [[CRC32_BIT, IEEE], [CRC32C_BIT, CASTAGNOLI]] as const) {
+        const head = data.subarray(0, cut);
+        const tail = data.subarray(cut, end);
+        assert.equal(crc(which, data.subarray(0, end)), referenceCrc(data.subarray(0, end), poly), `whole ${end}`);
+        assert.equal(crc(which, tail, crc(which, head)), referenceCrc(data.subarray(0, end), poly), `${cut} then ${end - cut}`);
+      }
+    }
+    assert.throws(() => crc(3, Buffer.alloc(1)), /crc\(which/);
   });
 
   test('reads the file at the position, stops at its end, and checksums what it read', { skip: !call && 'not offered here' }, async () => {
