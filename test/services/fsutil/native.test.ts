@@ -11,6 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
+import { spawnSync } from 'node:child_process';
 import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -175,6 +176,24 @@ describe('readChecksum (CRCs on the thread pool)', () => {
       }
     }
     assert.throws(() => crc(3, Buffer.alloc(1)), /crc\(which/);
+  });
+
+  test('the 128-bit (PCLMULQDQ) and 512-bit (VPCLMULQDQ) folds give the same CRCs', { skip: !call && 'not offered here' }, () => {
+    // this process uses the widest the CPU has; a child told WINSNAP_NO_VPCLMUL=1 the 128-bit one
+    const data = randomBytes(70_001);
+    const lengths = [0, 255, 256, 511, 512, 513, 767, 4096, 70_001];
+    const here = lengths.map((n) => [crcCall()!(CRC32_BIT, data.subarray(0, n)), crcCall()!(CRC32C_BIT, data.subarray(1, n))]);
+    const file = join(dir, 'crc-data');
+    writeFileSync(file, data);
+    const addon = createRequire(import.meta.url).resolve(sha256BlocksAddon()!);
+    const code = `const b = require(${JSON.stringify(addon)}); const d = require('fs').readFileSync(${JSON.stringify(file)});
+      console.log(JSON.stringify({ speed: b.checksumSpeed, crcs: ${JSON.stringify(lengths)}.map((n) => [b.crc(1, d.subarray(0, n)), b.crc(2, d.subarray(1, n))]) }));`;
+    const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', env: { ...process.env, WINSNAP_NO_VPCLMUL: '1' } });
+    assert.equal(r.status, 0, r.stderr);
+    const child = JSON.parse(r.stdout) as { speed: string; crcs: number[][] };
+    assert.equal(child.speed, 'pclmul');
+    assert.deepEqual(child.crcs, here);
+    for (let i = 0; i < lengths.length; i++) assert.equal(here[i]![0], referenceCrc(data.subarray(0, lengths[i]), IEEE), `length ${lengths[i]}`);
   });
 
   test('reads the file at the position, stops at its end, and checksums what it read', { skip: !call && 'not offered here' }, async () => {
