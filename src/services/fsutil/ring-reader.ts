@@ -9,7 +9,9 @@
  * Contract for the consumer: a chunk, and every view of it, may be used until the consumer
  * asks for the chunk after the next one (the ring has at least readAhead + 2 buffers). The
  * tar reader (which copies a header that straddles two chunks) followed by a consumer that
- * copies what it keeps (the ext4 writer) meets it.
+ * copies what it keeps (the ext4 writer) meets it. With a `fingerprint`, every chunk's CRCs
+ * reach it before the chunk is yielded, computed by the read itself on the thread pool where
+ * the native helper can.
  */
 import { read } from 'node:fs';
 import { open } from 'node:fs/promises';
