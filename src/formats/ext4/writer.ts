@@ -849,6 +849,12 @@ export class Ext4Writer {
     total = Math.max(total, (groups - 1) * BLOCKS_PER_GROUP + 1);
     this.checkSize(total);
 
+    // used blocks: block 0 + descriptors, file data of live inodes, all metadata, the tables;
+    // the data of files, and the directories per group, are counted in the inode-table pass
+    // below (one pass over the inodes instead of three: this end runs mostly unoptimized)
+    const used = new Uint8Array(groups * BLOCK);
+    const dirsByGroup = new Array<number>(groups).fill(0);
+
     // inode tables, in pieces of at most WRITE_BUFFER bytes (a group's table of a big layer is
     // megabytes: 7.3 MiB for 300k inodes in 10 groups); every slot is written, unused ones zero
     const piece = Buffer.alloc(Math.min(itb * BLOCK, WRITE_BUFFER));
@@ -861,24 +867,22 @@ export class Ext4Writer {
         const firstIno = g * ipg + 1 + slot;
         piece.fill(0);
         for (; at < byIno.length && t.ino[byIno[at]!]! < firstIno + count; at++) {
+          if ((at & TRIM_EVERY) === 0) trimResident();
           const n = byIno[at]!;
           this.encodeInode(n, piece, pieceView, (t.ino[n]! - firstIno) * INODE_SIZE);
+          const kind = t.kind[n];
+          if (kind === DIR) dirsByGroup[g]!++;
+          else if (kind === FILE && t.firstLength[n] !== 0) {
+            if (t.firstPhysical[n]! < metaStart) setBits(used, t.firstPhysical[n]!, t.firstLength[n]!);
+            const x = t.moreExtents.get(n);
+            if (x) for (let j = 0; j < x.length; j += 3) if (x[j + 2]! < metaStart) setBits(used, x[j + 2]!, x[j + 1]!);
+          }
         }
         this.writeAt(piece.subarray(0, count * INODE_SIZE), (itStart + g * itb) * BLOCK + slot * INODE_SIZE);
       }
     }
 
-    // used blocks: block 0 + descriptors, file data of live inodes, all metadata, the tables
-    const used = new Uint8Array(groups * BLOCK);
     setBits(used, 0, 1 + gdtBlocks);
-    for (let i = 0; i < byIno.length; i++) {
-      if ((i & TRIM_EVERY) === 0) trimResident();
-      const n = byIno[i]!;
-      if (t.kind[n] !== FILE || t.firstLength[n] === 0) continue;
-      if (t.firstPhysical[n]! < metaStart) setBits(used, t.firstPhysical[n]!, t.firstLength[n]!);
-      const x = t.moreExtents.get(n);
-      if (x) for (let j = 0; j < x.length; j += 3) if (x[j + 2]! < metaStart) setBits(used, x[j + 2]!, x[j + 1]!);
-    }
     setBits(used, metaStart, M - metaStart);
     setBits(used, itStart, groups * (itb + 2));
     setBits(used, total, groups * BLOCKS_PER_GROUP - total); // past the end
@@ -894,12 +898,6 @@ export class Ext4Writer {
     const gdt = Buffer.alloc(gdtBlocks * BLOCK);
     let freeBlocks = 0;
     let freeInodes = 0;
-    const dirsByGroup = new Array<number>(groups).fill(0);
-    for (let i = 0; i < byIno.length; i++) {
-      if ((i & TRIM_EVERY) === 0) trimResident();
-      const n = byIno[i]!;
-      if (t.kind[n] === DIR) dirsByGroup[Math.floor((t.ino[n]! - 1) / ipg)]!++;
-    }
     for (let g = 0; g < groups; g++) {
       const blocksInGroup = Math.min(BLOCKS_PER_GROUP, total - g * BLOCKS_PER_GROUP);
       const fb = blocksInGroup - countBits(used, g * BLOCKS_PER_GROUP, blocksInGroup);
