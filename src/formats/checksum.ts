@@ -60,12 +60,21 @@ let squares: Map<number, Uint32Array> | undefined;
  * (the pre- and post-inversions cancel, as in zlib's crc32_combine); `poly` reflected.
  */
 export function combineCrc(crcA: number, crcB: number, lengthB: number, poly: number): number {
+  return (multiplyModP(shiftFor(lengthB, poly), crcA >>> 0, poly) ^ crcB) >>> 0;
+}
+
+/** x^(8·length) mod P; the last length's is kept per polynomial (a reader's chunks are all one size). */
+const lastShift = new Map<number, { length: number; shift: number }>();
+function shiftFor(length: number, poly: number): number {
+  const last = lastShift.get(poly);
+  if (last?.length === length) return last.shift;
   squares ??= new Map();
   let t = squares.get(poly);
   if (!t) squares.set(poly, (t = powersOfTwo(poly)));
   let shift = 0x80000000; // x^0
-  for (let n = lengthB, k = 3; n > 0; n = Math.floor(n / 2), k++) if (n % 2 === 1) shift = multiplyModP(t[k]!, shift, poly);
-  return (multiplyModP(shift, crcA >>> 0, poly) ^ crcB) >>> 0;
+  for (let n = length, k = 3; n > 0; n = Math.floor(n / 2), k++) if (n % 2 === 1) shift = multiplyModP(t[k]!, shift, poly);
+  lastShift.set(poly, { length, shift });
+  return shift;
 }
 export const CRC32_POLY = IEEE;
 export const CRC32C_POLY = CASTAGNOLI;
