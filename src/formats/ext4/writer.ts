@@ -128,6 +128,12 @@ function isZeroBlock(src: Buffer, off: number): boolean {
   return src.compare(ZERO_BLOCK, 0, BLOCK, off, off + BLOCK) === 0;
 }
 
+/** Whether src[from, to) (at most a block) is all zero. */
+function isZeroRange(src: Buffer, from: number, to: number): boolean {
+  if (src[from] !== 0 || src[to - 1] !== 0) return false;
+  return src.compare(ZERO_BLOCK, 0, to - from, from, to) === 0;
+}
+
 /** pwrite of all of `data` at `pos`, on the thread pool. */
 function writeFully(fd: number, data: Buffer, pos: number): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -603,8 +609,29 @@ export class Ext4Writer {
   private writeBuffered(n: number, e: TarEntry, body: Buffer): void {
     const size = e.header.size;
     if (this.opts.inlineData && size <= INLINE_MAX) this.nodes.setInline(n, body);
-    else this.endData(n, this.writeChunk(n, body, 0, 0));
+    else this.writeWhole(n, body);
     if (this.nodes.size[n] !== size) throw invalidArgument(`tar entry "${e.header.name}": body has ${this.nodes.size[n]} of ${size} bytes`, { entry: e.header.name });
+  }
+
+  /**
+   * A body that is all in memory (most files): its whole blocks as addBlocks appends them, and
+   * its last, partial block copied once, straight into the write buffer and zero-padded there
+   * (writeChunk + endData copy it through the partial-block buffer first). The same blocks.
+   */
+  private writeWhole(n: number, body: Buffer): void {
+    const t = this.nodes;
+    t.size[n] += body.length;
+    const whole = body.length - (body.length % BLOCK);
+    const logical = this.addBlocks(n, 0, body, 0, whole);
+    if (whole === body.length || isZeroRange(body, whole, body.length)) return; // no tail, or a hole
+    const first = this.next;
+    this.checkSize(first + 1);
+    if (this.bufLen === this.buf.length) this.flush();
+    body.copy(this.buf, this.bufLen, whole);
+    this.buf.fill(0, this.bufLen + body.length - whole, this.bufLen + BLOCK);
+    this.bufLen += BLOCK;
+    this.next++;
+    t.addBlock(n, logical, first, 1);
   }
 
   /** Streams a regular file's body: non-zero blocks appended contiguously, zero blocks left as holes. */
