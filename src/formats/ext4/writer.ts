@@ -978,9 +978,22 @@ export class Ext4Writer {
       }
       pos += len;
     }
-    const piece = Buffer.alloc(Math.min(blocks * BLOCK, WRITE_BUFFER));
-    const v = viewOf(piece);
+    // a directory that fits the write buffer is built in place there (most: one block); a
+    // bigger one in a piece of WRITE_BUFFER bytes appended each time it is full
+    const size = blocks * BLOCK;
+    const inPlace = size <= this.buf.length;
+    let piece: Buffer;
+    let origin = 0; // where the directory's blocks start in `piece`
     let first = -1;
+    if (inPlace) {
+      this.checkSize(this.next + blocks);
+      if (this.bufLen + size > this.buf.length) this.flush();
+      piece = this.buf;
+      origin = this.bufLen;
+      piece.fill(0, origin, origin + size);
+      first = this.next;
+    } else piece = Buffer.alloc(WRITE_BUFFER);
+    const v = this.viewOfBuffer(piece);
     const appendPiece = (bytes: number) => {
       const at = this.append(bytes === piece.length ? piece : piece.subarray(0, bytes));
       if (first < 0) first = at;
@@ -988,26 +1001,26 @@ export class Ext4Writer {
     let base = 0;
     pos = 0;
     let lastAt = -1;
-    // the name is `nameBytes` bytes of `names` from `nameAt`
+    // the name is `nameBytes` bytes of `names` from `nameAt`; offsets relative to `origin`
     const put = (ino: number, type: number, names: Uint8Array, nameAt: number, nameBytes: number) => {
       const len = recLen(nameBytes);
       if (pos + len > BLOCK) {
-        v.setUint16(lastAt + 4, BLOCK - (lastAt - base), true); // the block's last entry takes its rest
+        v.setUint16(origin + lastAt + 4, BLOCK - (lastAt - base), true); // the block's last entry takes its rest
         base += BLOCK;
         pos = 0;
-        if (base === piece.length) {
+        if (!inPlace && base === piece.length) {
           appendPiece(base);
           piece.fill(0);
           base = 0;
         }
       }
-      const at = base + pos;
+      const at = origin + base + pos;
       v.setUint32(at, ino, true);
       v.setUint16(at + 4, len, true);
       piece[at + 6] = nameBytes;
       piece[at + 7] = type;
       piece.set(names.subarray(nameAt, nameAt + nameBytes), at + 8);
-      lastAt = at;
+      lastAt = base + pos;
       pos += len;
     };
     put(t.ino[dir]!, FILE_TYPE[DIR], DOTS, 0, 1);
@@ -1018,10 +1031,20 @@ export class Ext4Writer {
       const c = d.node(e);
       put(t.ino[c]!, FILE_TYPE[t.kind[c]!]!, d.names, d.nameOffset(e), d.nameLength(e));
     }
-    v.setUint16(lastAt + 4, BLOCK - (lastAt - base), true);
-    appendPiece(base + BLOCK);
+    v.setUint16(origin + lastAt + 4, BLOCK - (lastAt - base), true);
+    if (inPlace) {
+      this.bufLen += size;
+      this.next += blocks;
+    } else appendPiece(base + BLOCK);
     return { first, count: blocks };
   }
+
+  /** A DataView of `b`, kept for the last buffer asked about (the write buffer, while finishing). */
+  private viewOfBuffer(b: Buffer): DataView {
+    if (this.lastView?.buffer !== b) this.lastView = { buffer: b, view: viewOf(b) };
+    return this.lastView.view;
+  }
+  private lastView: { buffer: Buffer; view: DataView } | undefined;
 
   /** The in-inode extent index root for more than four extents; the tree blocks are appended now. */
   private extentTree(extents: number[]): { root: Buffer; blocks: number } {
