@@ -163,8 +163,7 @@ export class NodeTable {
   setTarget(id: number, target: string): number {
     const len = Buffer.byteLength(target, 'utf8');
     const at = this.targets.take(len);
-    const bytes = this.targets.bytes;
-    Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).write(target, at, len, 'utf8');
+    this.targetBytes().write(target, at, len, 'utf8');
     this.targetAt[id] = at;
     this.size[id] = len;
     return len;
@@ -172,9 +171,28 @@ export class NodeTable {
 
   /** The symlink's target bytes (a view: use it before the next setTarget). */
   target(id: number): Buffer {
-    const bytes = this.targets.bytes;
-    return Buffer.from(bytes.buffer, bytes.byteOffset + this.targetAt[id]!, this.size[id]!);
+    return this.targetBytes().subarray(this.targetAt[id]!, this.targetAt[id]! + this.size[id]!);
   }
+
+  /** Copies the symlink's target bytes to dst[at...] (no view made: one per fast symlink's inode). */
+  copyTarget(id: number, dst: Uint8Array, at: number): void {
+    const bytes = this.targets.bytes;
+    const from = this.targetAt[id]!;
+    const len = this.size[id]!;
+    for (let i = 0; i < len; i++) dst[at + i] = bytes[from + i]!;
+  }
+
+  /**
+   * A Buffer over the targets' arena, made again only when the arena moved or grew (take(): its
+   * array may be new, or track a resizable buffer that grew in place).
+   */
+  private targetBytes(): Buffer {
+    const bytes = this.targets.bytes;
+    const v = this.targetView;
+    if (v?.bytes !== bytes || v.buffer.length !== bytes.byteLength) this.targetView = { bytes, buffer: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength) };
+    return this.targetView!.buffer;
+  }
+  private targetView: { bytes: Uint8Array; buffer: Buffer } | undefined;
 
   /** extents after the first, as flat [logical block, length, physical block] triples */
   readonly moreExtents = new Map<number, number[]>();

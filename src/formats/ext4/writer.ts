@@ -1133,7 +1133,7 @@ export class Ext4Writer {
       const more = t.moreExtents.get(n);
       for (let i = 1; i < count; i++) writeLeafEntry(v, at + 52 + i * 12, more!, (i - 1) * 3);
     } else if (kind === SYMLINK) {
-      t.target(n).copy(b, at + 40); // under 60 bytes (longer ones have a block)
+      t.copyTarget(n, b, at + 40); // under 60 bytes (longer ones have a block)
     } else if (kind === KIND.char || kind === KIND.block) {
       const major = ext?.devMajor ?? 0;
       const minor = ext?.devMinor ?? 0;
