@@ -128,6 +128,20 @@ function isZeroBlock(src: Buffer, off: number): boolean {
   return src.compare(ZERO_BLOCK, 0, BLOCK, off, off + BLOCK) === 0;
 }
 
+/** The length of a directory entry with a name of `nameBytes` bytes (8 bytes of header, 4-aligned). */
+function recLen(nameBytes: number): number {
+  return (nameBytes + 11) & ~3;
+}
+
+/**
+ * Zeroes b[from, to) with TypedArray's own fill (a builtin; Buffer's fill validates its
+ * arguments in JavaScript first: ~6 ms of the bench conversion's ~30,000 calls, cold).
+ */
+const typedArrayFill = Uint8Array.prototype.fill;
+function zeroFill(b: Uint8Array, from: number, to: number): void {
+  typedArrayFill.call(b, 0, from, to);
+}
+
 /** Whether src[from, to) (at most a block) is all zero. */
 function isZeroRange(src: Buffer, from: number, to: number): boolean {
   if (src[from] !== 0 || src[to - 1] !== 0) return false;
@@ -292,7 +306,7 @@ export class Ext4Writer {
       return first;
     }
     data.copy(this.buf, this.bufLen);
-    this.buf.fill(0, this.bufLen + data.length, this.bufLen + blocks * BLOCK);
+    zeroFill(this.buf, this.bufLen + data.length, this.bufLen + blocks * BLOCK);
     this.bufLen += blocks * BLOCK;
     this.next += blocks;
     return first;
@@ -628,7 +642,7 @@ export class Ext4Writer {
     this.checkSize(first + 1);
     if (this.bufLen === this.buf.length) this.flush();
     body.copy(this.buf, this.bufLen, whole);
-    this.buf.fill(0, this.bufLen + body.length - whole, this.bufLen + BLOCK);
+    zeroFill(this.buf, this.bufLen + body.length - whole, this.bufLen + BLOCK);
     this.bufLen += BLOCK;
     this.next++;
     t.addBlock(n, logical, first, 1);
@@ -964,7 +978,6 @@ export class Ext4Writer {
   private appendDir(dir: number, parent: number): { first: number; count: number } {
     const t = this.nodes;
     const d = this.entries;
-    const recLen = (nameBytes: number) => (8 + nameBytes + 3) & ~3;
     // count the blocks first: a small directory is then one allocation of its size
     let blocks = 1;
     let pos = recLen(1) + recLen(2);
@@ -990,7 +1003,7 @@ export class Ext4Writer {
       if (this.bufLen + size > this.buf.length) this.flush();
       piece = this.buf;
       origin = this.bufLen;
-      piece.fill(0, origin, origin + size);
+      zeroFill(piece, origin, origin + size);
       first = this.next;
     } else piece = Buffer.alloc(WRITE_BUFFER);
     const v = this.viewOfBuffer(piece);
