@@ -978,7 +978,7 @@ export class Ext4Writer {
   private appendDir(dir: number, parent: number): { first: number; count: number } {
     const t = this.nodes;
     const d = this.entries;
-    // count the blocks first: a small directory is then one allocation of its size
+    // count the blocks first: a directory that fits the write buffer is then built in place
     let blocks = 1;
     let pos = recLen(1) + recLen(2);
     let seen = 0;
