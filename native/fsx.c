@@ -55,10 +55,12 @@
  *
  *   sha256Blocks(data, salt, out)
  *     Synchronously (the hash worker thread calls it): out[32 i, 32 i + 32) = SHA-256(salt ‖ block
- *     i) for each 4 KiB block of `data` (dm-verity level 0). Uses the SHA-256 of the OpenSSL
- *     that the Node binary carries and exports for addons (SHA256_Init/Update/Final, found
- *     with dlsym at load: the function is absent when they are not exported). The same bytes as
- *     node:crypto, without its per-call cost (~1 µs of 3.45 a block).
+ *     i) for each 4 KiB block of `data` (dm-verity level 0). Where the CPU has the x86 SHA
+ *     extensions, two blocks at a time with them (below: 56,000 blocks in 80 against 131 ms);
+ *     else with the SHA-256 of the OpenSSL that the Node binary carries and exports for addons
+ *     (SHA256_Init/Update/Final, found with dlsym at load; without either the function is
+ *     absent). WINSNAP_NO_SHANI=1 in the environment takes the OpenSSL path (tests compare).
+ *     The same bytes as node:crypto, without its per-call cost (~1 µs of 3.45 a block).
  *
  * Pure Node-API (js_native_api.h / node_api.h, ABI-stable), built by scripts/build.mjs with the
  * system C compiler; src/services/fsutil/native.ts loads it and falls back to "all data" when
@@ -560,6 +562,152 @@ static int (*sha256_init)(sha256_ctx_t *);
 static int (*sha256_update)(sha256_ctx_t *, const void *, size_t);
 static int (*sha256_final)(unsigned char *, sha256_ctx_t *);
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(WINSNAP_NO_SHANI)
+#define FSX_HAVE_SHANI 1
+/*
+ * SHA-256 (FIPS 180-4) with the x86 SHA extensions, two messages at a time: a 4 KiB block's
+ * salted hash is one chain of 65 compressions, and sha256rnds2 waits on its previous result,
+ * so two independent chains in step keep the unit busy where one leaves it idle between
+ * rounds. The round constants and initial hash value are computed at load from their
+ * definition (the first 32 bits of the fractional parts of the cube roots of the first 64
+ * primes, and of the square roots of the first 8); registers hold the state as ABEF / CDGH,
+ * the order sha256rnds2 works in.
+ */
+static uint32_t SHA256_K[64] __attribute__((aligned(16)));
+static uint32_t SHA256_IV[8];
+
+/* floor(x^(1/k)) for k = 2 or 3, of a 128-bit x < 2^108, by bisection */
+static uint64_t int_root(unsigned __int128 x, int k) {
+  uint64_t lo = 0, hi = (uint64_t)1 << 37;
+  while (hi - lo > 1) {
+    uint64_t mid = lo + (hi - lo) / 2;
+    unsigned __int128 p = (unsigned __int128)mid * mid;
+    if (k == 3) p *= mid;
+    if (p <= x) lo = mid;
+    else hi = mid;
+  }
+  return lo;
+}
+
+static void sha256_constants(void) {
+  unsigned found = 0;
+  for (uint32_t n = 2; found < 64; n++) {
+    bool prime = true;
+    for (uint32_t d = 2; d * d <= n; d++)
+      if (n % d == 0) prime = false;
+    if (!prime) continue;
+    SHA256_K[found] = (uint32_t)int_root((unsigned __int128)n << 96, 3); /* low 32 bits: the fraction */
+    if (found < 8) SHA256_IV[found] = (uint32_t)int_root((unsigned __int128)n << 64, 2);
+    found++;
+  }
+}
+
+typedef struct {
+  __m128i abef, cdgh;
+} shani_state_t;
+
+__attribute__((target("sha,sse4.1,ssse3"))) static shani_state_t shani_load(const uint32_t h[8]) {
+  __m128i dcba = _mm_loadu_si128((const __m128i *)h);
+  __m128i hgfe = _mm_loadu_si128((const __m128i *)(h + 4));
+  __m128i cdab = _mm_shuffle_epi32(dcba, 0xB1);
+  __m128i efgh = _mm_shuffle_epi32(hgfe, 0x1B);
+  shani_state_t st = {_mm_alignr_epi8(cdab, efgh, 8), _mm_blend_epi16(efgh, cdab, 0xF0)};
+  return st;
+}
+
+__attribute__((target("sha,sse4.1,ssse3"))) static void shani_store(shani_state_t st, uint8_t out[32]) {
+  __m128i feba = _mm_shuffle_epi32(st.abef, 0x1B);
+  __m128i dchg = _mm_shuffle_epi32(st.cdgh, 0xB1);
+  uint32_t w[8];
+  _mm_storeu_si128((__m128i *)w, _mm_blend_epi16(feba, dchg, 0xF0));
+  _mm_storeu_si128((__m128i *)(w + 4), _mm_alignr_epi8(dchg, feba, 8));
+  for (int i = 0; i < 8; i++) {
+    out[4 * i] = (uint8_t)(w[i] >> 24);
+    out[4 * i + 1] = (uint8_t)(w[i] >> 16);
+    out[4 * i + 2] = (uint8_t)(w[i] >> 8);
+    out[4 * i + 3] = (uint8_t)w[i];
+  }
+}
+
+/* one 64-byte block of each of two messages into their states */
+__attribute__((target("sha,sse4.1,ssse3"))) static void shani_compress2(shani_state_t *x, shani_state_t *y, const uint8_t *p, const uint8_t *q) {
+  const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
+  __m128i a0 = x->abef, a1 = x->cdgh, b0 = y->abef, b1 = y->cdgh;
+  __m128i wa[4], wb[4];
+  for (int i = 0; i < 4; i++) {
+    wa[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * i)), bswap);
+    wb[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(q + 16 * i)), bswap);
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; i++) {
+    const __m128i k = _mm_load_si128((const __m128i *)&SHA256_K[4 * i]);
+    __m128i ma = _mm_add_epi32(wa[i & 3], k), mb = _mm_add_epi32(wb[i & 3], k);
+    a1 = _mm_sha256rnds2_epu32(a1, a0, ma);
+    b1 = _mm_sha256rnds2_epu32(b1, b0, mb);
+    if (i >= 3 && i <= 14) { /* the message schedule: words 4i+4 .. 4i+7 */
+      wa[(i + 1) & 3] = _mm_sha256msg2_epu32(_mm_add_epi32(wa[(i + 1) & 3], _mm_alignr_epi8(wa[i & 3], wa[(i - 1) & 3], 4)), wa[i & 3]);
+      wb[(i + 1) & 3] = _mm_sha256msg2_epu32(_mm_add_epi32(wb[(i + 1) & 3], _mm_alignr_epi8(wb[i & 3], wb[(i - 1) & 3], 4)), wb[i & 3]);
+    }
+    a0 = _mm_sha256rnds2_epu32(a0, a1, _mm_shuffle_epi32(ma, 0x0E));
+    b0 = _mm_sha256rnds2_epu32(b0, b1, _mm_shuffle_epi32(mb, 0x0E));
+    if (i >= 1 && i <= 12) {
+      wa[(i - 1) & 3] = _mm_sha256msg1_epu32(wa[(i - 1) & 3], wa[i & 3]);
+      wb[(i - 1) & 3] = _mm_sha256msg1_epu32(wb[(i - 1) & 3], wb[i & 3]);
+    }
+  }
+  x->abef = _mm_add_epi32(x->abef, a0);
+  x->cdgh = _mm_add_epi32(x->cdgh, a1);
+  y->abef = _mm_add_epi32(y->abef, b0);
+  y->cdgh = _mm_add_epi32(y->cdgh, b1);
+}
+
+/*
+ * SHA-256(salt ‖ block) of two 4 KiB blocks p and q: the salt's whole 64-byte blocks are
+ * compressed once (`prefix`); each message is then rem (the salt's last saltLen % 64 bytes) ‖
+ * block ‖ padding, compressed 64 bytes at a time, both in step (their layouts are the same).
+ */
+__attribute__((target("sha,sse4.1,ssse3"))) static void shani_salted_pair(shani_state_t prefix, const uint8_t *rem, size_t r, uint64_t totalBits,
+                                                                            const uint8_t *p, const uint8_t *q, uint8_t *outP, uint8_t *outQ) {
+  shani_state_t x = prefix, y = prefix;
+  uint8_t bx[128], by[128];
+  size_t off = 0; /* bytes of the block consumed */
+  if (r > 0) {
+    memcpy(bx, rem, r);
+    memcpy(by, rem, r);
+    memcpy(bx + r, p, 64 - r);
+    memcpy(by + r, q, 64 - r);
+    shani_compress2(&x, &y, bx, by);
+    off = 64 - r;
+  }
+  for (; off + 64 <= 4096; off += 64) shani_compress2(&x, &y, p + off, q + off);
+  /* the rest of the block, 0x80, zeros, the length in bits (big-endian): one or two blocks */
+  size_t left = 4096 - off;
+  size_t tail = left + 1 + 8 <= 64 ? 64 : 128;
+  memset(bx, 0, tail);
+  memset(by, 0, tail);
+  memcpy(bx, p + off, left);
+  memcpy(by, q + off, left);
+  bx[left] = by[left] = 0x80;
+  for (int i = 0; i < 8; i++) bx[tail - 1 - i] = by[tail - 1 - i] = (uint8_t)(totalBits >> (8 * i));
+  for (size_t at = 0; at < tail; at += 64) shani_compress2(&x, &y, bx + at, by + at);
+  shani_store(x, outP);
+  shani_store(y, outQ);
+}
+
+static bool shani_usable(void) {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("sha") && __builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("ssse3") && !getenv("WINSNAP_NO_SHANI");
+}
+static bool use_shani;
+
+/* the state after the salt's whole 64-byte blocks (two chains of the same data) */
+__attribute__((target("sha,sse4.1,ssse3"))) static shani_state_t shani_prefix(const uint8_t *salt, size_t saltLen) {
+  shani_state_t x = shani_load(SHA256_IV), y = x;
+  for (size_t at = 0; at + 64 <= saltLen; at += 64) shani_compress2(&x, &y, salt + at, salt + at);
+  return x;
+}
+#endif
+
 static napi_value sha256_blocks(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
@@ -573,10 +721,27 @@ static napi_value sha256_blocks(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "sha256Blocks(data: 4 KiB blocks, salt, out: 32 bytes a block)");
     return NULL;
   }
+  size_t blocks = len / 4096, i = 0;
+#ifdef FSX_HAVE_SHANI
+  if (use_shani) {
+    shani_state_t prefix = shani_prefix(salt, saltLen);
+    const uint8_t *rem = (const uint8_t *)salt + saltLen - saltLen % 64;
+    uint64_t bits = ((uint64_t)saltLen + 4096) * 8;
+    for (; i + 2 <= blocks; i += 2)
+      shani_salted_pair(prefix, rem, saltLen % 64, bits, (const uint8_t *)data + i * 4096, (const uint8_t *)data + (i + 1) * 4096,
+                        (uint8_t *)out + i * 32, (uint8_t *)out + (i + 1) * 32);
+    if (i < blocks) { /* an odd last block: paired with itself */
+      uint8_t spare[32];
+      shani_salted_pair(prefix, rem, saltLen % 64, bits, (const uint8_t *)data + i * 4096, (const uint8_t *)data + i * 4096, (uint8_t *)out + i * 32, spare);
+      i++;
+    }
+    return NULL;
+  }
+#endif
   sha256_ctx_t salted, ctx;
   sha256_init(&salted);
   sha256_update(&salted, salt, saltLen);
-  for (size_t i = 0; i < len / 4096; i++) {
+  for (; i < blocks; i++) {
     ctx = salted;
     sha256_update(&ctx, (const unsigned char *)data + i * 4096, 4096);
     sha256_final((unsigned char *)out + i * 32, &ctx);
@@ -597,7 +762,13 @@ NAPI_MODULE_INIT() {
   *(void **)&sha256_init = dlsym(RTLD_DEFAULT, "SHA256_Init");
   *(void **)&sha256_update = dlsym(RTLD_DEFAULT, "SHA256_Update");
   *(void **)&sha256_final = dlsym(RTLD_DEFAULT, "SHA256_Final");
-  if (sha256_init && sha256_update && sha256_final) {
+  bool sha256_ok = sha256_init && sha256_update && sha256_final;
+#ifdef FSX_HAVE_SHANI
+  use_shani = shani_usable();
+  if (use_shani) sha256_constants();
+  sha256_ok = sha256_ok || use_shani;
+#endif
+  if (sha256_ok) {
     napi_value fn;
     if (napi_create_function(env, "sha256Blocks", NAPI_AUTO_LENGTH, sha256_blocks, NULL, &fn) != napi_ok ||
         napi_set_named_property(env, exports, "sha256Blocks", fn) != napi_ok)

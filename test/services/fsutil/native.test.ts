@@ -116,7 +116,8 @@ describe('sha256Blocks (dm-verity level 0 with the OpenSSL of the Node binary)',
     const addon = sha256BlocksAddon();
     assert.ok(addon, 'the native helper does not offer sha256Blocks');
     const { sha256Blocks } = createRequire(import.meta.url)(addon) as { sha256Blocks: (d: Buffer, s: Buffer, o: Buffer) => void };
-    for (const saltLength of [0, 32, 100]) {
+    // salts of whole 64-byte blocks, of a remainder, and of a remainder that makes the padding two blocks
+    for (const saltLength of [0, 32, 60, 64, 100, 129]) {
       const data = randomBytes(4096 * 5);
       const salt = randomBytes(saltLength);
       const out = Buffer.alloc(5 * 32 + 3, 0xee);
@@ -127,6 +128,16 @@ describe('sha256Blocks (dm-verity level 0 with the OpenSSL of the Node binary)',
       }
       assert.ok(out.subarray(160).equals(Buffer.alloc(3, 0xee)), 'wrote past its blocks');
     }
+    // the SHA-extensions path (where the CPU has them) and OpenSSL's (a child told WINSNAP_NO_SHANI=1) agree
+    const data = randomBytes(4096 * 3);
+    const salt = randomBytes(32);
+    const here = Buffer.alloc(96);
+    sha256Blocks(data, salt, here);
+    const code = `const { sha256Blocks } = require(${JSON.stringify(addon)}); const o = Buffer.alloc(96);
+      sha256Blocks(Buffer.from(${JSON.stringify(data.toString('hex'))}, 'hex'), Buffer.from(${JSON.stringify(salt.toString('hex'))}, 'hex'), o); console.log(o.toString('hex'));`;
+    const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', env: { ...process.env, WINSNAP_NO_SHANI: '1' } });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.trim(), here.toString('hex'));
     assert.throws(() => sha256Blocks(Buffer.alloc(4095), Buffer.alloc(0), Buffer.alloc(32)), /4 KiB blocks/);
     assert.throws(() => sha256Blocks(Buffer.alloc(8192), Buffer.alloc(0), Buffer.alloc(32)), /32 bytes a block/);
   });
