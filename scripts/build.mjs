@@ -23,6 +23,22 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
+
+// commander requires node:child_process when it loads, for subcommands that are separate
+// executables (winsnap has none): loading that built-in took ~2 ms of every command's start.
+// Its require is pointed at a module that loads the real one on first use.
+const lazyChildProcessForCommander = {
+  name: 'lazy-child-process-for-commander',
+  setup(b) {
+    b.onResolve({ filter: /^node:child_process$/ }, (args) =>
+      /[\\/]node_modules[\\/]commander[\\/]/.test(args.importer) ? { path: 'lazy-child-process', namespace: 'winsnap-lazy' } : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: 'winsnap-lazy' }, () => ({
+      contents: "module.exports = new Proxy({}, { get: (_, key) => require('node:child_process')[key] });",
+      loader: 'js',
+    }));
+  },
+};
 process.chdir(root);
 rmSync('dist', { recursive: true, force: true });
 const result = await build({
@@ -37,6 +53,7 @@ const result = await build({
   // the sources are ES modules: import.meta.url becomes the bundle's own URL
   define: { 'import.meta.url': '__winsnapImportMetaUrl' },
   banner: { js: "const __winsnapImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
+  plugins: [lazyChildProcessForCommander],
   sourcemap: 'linked',
   charset: 'ascii', // non-ASCII in strings and names escaped...
   logLevel: 'warning',
