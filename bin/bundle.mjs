@@ -9,7 +9,7 @@
 // for other bytes, another V8 or other flags; the bundle then compiles as without one.
 // `bundleIsFresh()`: whether dist/ is newer than every source file it was built from (listed
 // in dist/BUILD), so an edited checkout never runs stale code.
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,7 +36,8 @@ export function bundleIsFresh() {
  * createCachedData) and what became of the cache: 'accepted', 'rejected' or 'none'.
  */
 export function loadBundle({ codeCache = true } = {}) {
-  const source = readFileSync(BUNDLE, 'latin1'); // ASCII only (scripts/build.mjs)
+  // ASCII, read as Latin-1 (the fast decoder), unless the build marked it (scripts/build.mjs)
+  const source = readFileSync(BUNDLE, existsSync(`${BUNDLE}.utf8`) ? 'utf8' : 'latin1');
   let cachedData;
   if (codeCache) {
     try {

@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -92,6 +92,20 @@ test('the built bundle loads with its code cache; a cache that does not match is
   assert.equal(s.status, 0, s.stderr);
   assert.equal(s.stdout.trim(), 'bundle');
   assert.match(s.stderr, /winsnap: code cache rejected/);
+});
+
+test('a bundle the build marked as not ASCII (dist/main.cjs.utf8) is decoded as UTF-8', (t) => {
+  const root = scratchCheckout();
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  // non-ASCII in code, not only in comments: read as Latin-1 it would print mojibake
+  writeFileSync(join(root, 'dist', 'main.cjs'), "exports.main = async function main() { process.stdout.write('bundle → é\\n'); return 0; };\n");
+  writeFileSync(join(root, 'dist', 'main.cjs.utf8'), 'utf8\n');
+  setTime(join(root, 'src', 'cli', 'main.ts'), 1_000_000);
+  setTime(join(root, 'dist', 'BUILD'), 2_000_000);
+  assert.equal(which(root), 'bundle → é');
+  // the built bundle itself is ASCII, marked or not: its text reads the same either way
+  const built = readFileSync(join(REPO, 'dist', 'main.cjs'));
+  assert.ok(existsSync(join(REPO, 'dist', 'main.cjs.utf8')) || built.every((b) => b < 0x80), 'unmarked bundle has non-ASCII bytes');
 });
 
 test('the entry point drops NODE_EXTRA_CA_CERTS: winsnap makes no TLS connections, and Node would parse every certificate in that file at start-up', () => {
