@@ -77,6 +77,7 @@
 #include <sys/mman.h>
 #include <sys/types.h>
 #include <unistd.h>
+#include <pthread.h>
 #include <node_api.h>
 
 #if !defined(SEEK_DATA) || !defined(SEEK_HOLE)
@@ -749,6 +750,37 @@ static napi_value sha256_blocks(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * What the CPU and the process offer, found and computed once per process: the module is
+ * initialized again in every worker thread that loads it (the hash worker does), while the
+ * thread pool may be using the CRC tables.
+ */
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static bool sha256_ok;
+#ifdef FSX_HAVE_CLMUL
+static bool clmul_ok;
+#endif
+
+static void init_process(void) {
+  *(void **)&sha256_init = dlsym(RTLD_DEFAULT, "SHA256_Init");
+  *(void **)&sha256_update = dlsym(RTLD_DEFAULT, "SHA256_Update");
+  *(void **)&sha256_final = dlsym(RTLD_DEFAULT, "SHA256_Final");
+  sha256_ok = sha256_init && sha256_update && sha256_final;
+#ifdef FSX_HAVE_SHANI
+  use_shani = shani_usable();
+  if (use_shani) sha256_constants();
+  sha256_ok = sha256_ok || use_shani;
+#endif
+#ifdef FSX_HAVE_CLMUL
+  clmul_ok = clmul_usable();
+  if (clmul_ok) {
+    crc_params_init(&CRC_IEEE, 0x04C11DB7u);
+    crc_params_init(&CRC_CASTAGNOLI, 0x1EDC6F41u);
+    if (vclmul_usable() && !getenv("WINSNAP_NO_VPCLMUL")) crc_fast = crc_vclmul;
+  }
+#endif
+}
+
 NAPI_MODULE_INIT() {
   static const struct {
     const char *name;
@@ -759,15 +791,7 @@ NAPI_MODULE_INIT() {
     if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &fn) != napi_ok) return NULL;
     if (napi_set_named_property(env, exports, fns[i].name, fn) != napi_ok) return NULL;
   }
-  *(void **)&sha256_init = dlsym(RTLD_DEFAULT, "SHA256_Init");
-  *(void **)&sha256_update = dlsym(RTLD_DEFAULT, "SHA256_Update");
-  *(void **)&sha256_final = dlsym(RTLD_DEFAULT, "SHA256_Final");
-  bool sha256_ok = sha256_init && sha256_update && sha256_final;
-#ifdef FSX_HAVE_SHANI
-  use_shani = shani_usable();
-  if (use_shani) sha256_constants();
-  sha256_ok = sha256_ok || use_shani;
-#endif
+  pthread_once(&once, init_process);
   if (sha256_ok) {
     napi_value fn;
     if (napi_create_function(env, "sha256Blocks", NAPI_AUTO_LENGTH, sha256_blocks, NULL, &fn) != napi_ok ||
@@ -775,21 +799,13 @@ NAPI_MODULE_INIT() {
       return NULL;
   }
 #ifdef FSX_HAVE_CLMUL
-  if (clmul_usable()) {
-    crc_params_init(&CRC_IEEE, 0x04C11DB7u);
-    crc_params_init(&CRC_CASTAGNOLI, 0x1EDC6F41u);
-    const char *speed_name = "pclmul";
-    if (vclmul_usable() && !getenv("WINSNAP_NO_VPCLMUL")) {
-      crc_fast = crc_vclmul;
-      speed_name = "vpclmul";
-    }
-    napi_value fn, speed;
-    napi_value sync;
+  if (clmul_ok) {
+    napi_value fn, sync, speed;
     if (napi_create_function(env, "readChecksum", NAPI_AUTO_LENGTH, read_checksum, NULL, &fn) != napi_ok ||
         napi_set_named_property(env, exports, "readChecksum", fn) != napi_ok ||
         napi_create_function(env, "crc", NAPI_AUTO_LENGTH, crc_sync, NULL, &sync) != napi_ok ||
         napi_set_named_property(env, exports, "crc", sync) != napi_ok ||
-        napi_create_string_utf8(env, speed_name, NAPI_AUTO_LENGTH, &speed) != napi_ok ||
+        napi_create_string_utf8(env, crc_fast == crc_vclmul ? "vpclmul" : "pclmul", NAPI_AUTO_LENGTH, &speed) != napi_ok ||
         napi_set_named_property(env, exports, "checksumSpeed", speed) != napi_ok)
       return NULL;
   }
