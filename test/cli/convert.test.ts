@@ -81,6 +81,30 @@ describe('winsnap convert', () => {
     }
   });
 
+  test('a tar piped to stdin (read from the descriptor once its pipe buffer is 1 MiB), plain or gzip, gives the bytes a path gives', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'winsnap-convert-'));
+    try {
+      const tar = await sampleTar();
+      const big = Buffer.concat(Array.from({ length: 5 }, () => tar.subarray(0, tar.length - 1024)).concat([Buffer.alloc(1024)]));
+      writeFileSync(join(dir, 'l.tar'), big);
+      const byPath = join(dir, 'path.img');
+      const r0 = spawnSync(BIN, ['convert', 'tar2vhd', '-i', join(dir, 'l.tar'), '-o', byPath, '--json']);
+      assert.equal(r0.status, 0, r0.stderr.toString());
+      for (const [name, bytes] of [['plain', big], ['gzip', gzipSync(big)]] as const) {
+        const out = join(dir, `${name}.img`);
+        const file = join(dir, `in.${name}`);
+        writeFileSync(file, bytes);
+        // a shell pipe (Node's own stdio "pipes" are sockets, which stream as before)
+        const r = spawnSync('bash', ['-c', 'cat "$0" | "$1" convert tar2vhd -i - -o "$2" --json', file, BIN, out]);
+        assert.equal(r.status, 0, r.stderr.toString());
+        assert.equal((JSON.parse(r.stdout.toString()) as { digest: string }).digest, (JSON.parse(r0.stdout.toString()) as { digest: string }).digest, name);
+        assert.ok(readFileSync(out).equals(readFileSync(byPath)), name);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('tar2vhd runs in a process limited to 2 GB of address space (ulimit -v), with the same bytes as without', async () => {
     // the writer's tables reserve address space to grow into; under RLIMIT_AS they must not take
     // what V8 needs (a first version reserved ~6 GB and failed to allocate)

@@ -9,6 +9,7 @@
  *   madvise(MADV_DONTNEED) of it (spill.ts). Fallback: none; callers keep their tables in memory.
  * - `mapRead(fd, offset, length)` / `unmap(buffer)`: a read-only mapping of part of a file and
  *   its release (raw → VHDX reads its input so). Fallback: reading into buffers.
+ * - `setPipeSize(fd, bytes)`: fcntl(F_SETPIPE_SZ) on a pipe (Linux). Fallback: the pipe as it is.
  * - `sha256Blocks(data, salt, out)`: dm-verity's salted SHA-256 of each 4 KiB block, with the
  *   OpenSSL the Node binary exports; loaded by the hash worker thread (`sha256BlocksAddon`).
  *   Fallback: node:crypto per block.
@@ -26,6 +27,7 @@ interface FsxBinding {
   dropResident(buffer: ArrayBuffer): void;
   mapRead(fd: number, offset: number, length: number): ArrayBuffer;
   unmap(buffer: ArrayBuffer): void;
+  setPipeSize(fd: number, bytes: number): number;
   sha256Blocks?(data: Buffer, salt: Buffer, out: Buffer): void;
   crc?(which: number, buffer: Uint8Array, previous?: number): number;
   readChecksum?(fd: number, buffer: Buffer, position: number, which: number, out: Uint32Array, callback: (err: Error | null, bytesRead: number) => void): void;
@@ -118,6 +120,16 @@ export function readChecksumCall(): ReadChecksum | undefined {
   if (!call) return undefined;
   return (fd, buffer, position, which, out) =>
     new Promise((resolve, reject) => call(fd, buffer, position, which, out, (err, n) => (err ? reject(err) : resolve(n))));
+}
+
+/**
+ * Asks for a pipe buffer of `bytes` on the pipe `fd` (fcntl F_SETPIPE_SZ, Linux): the size it
+ * now has, or undefined when it could not be set (not a pipe, in non-blocking mode, over the
+ * system's limit, not Linux, no native helper).
+ */
+export function setPipeSize(fd: number, bytes: number): number | undefined {
+  const got = load()?.setPipeSize(fd, bytes);
+  return got !== undefined && got > 0 ? got : undefined;
 }
 
 /** The native helper's memory-mapping calls, or undefined without it (see spill.ts). */

@@ -15,7 +15,8 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CRC32_BIT, CRC32C_BIT, crcCall, dataExtents, nativeStatus, readChecksumCall, sha256BlocksAddon, type Extent } from '../../../src/services/fsutil/native.js';
+import { fileURLToPath } from 'node:url';
+import { CRC32_BIT, CRC32C_BIT, crcCall, dataExtents, nativeStatus, readChecksumCall, setPipeSize, sha256BlocksAddon, type Extent } from '../../../src/services/fsutil/native.js';
 
 const MiB = 1024 * 1024;
 
@@ -110,6 +111,28 @@ function referenceCrc(data: Uint8Array, poly: number): number {
 const IEEE = 0xedb88320;
 const CASTAGNOLI = 0x82f63b78;
 const cpuHasClmul = process.arch === 'x64' && process.platform === 'linux' && /\bpclmulqdq\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
+
+describe('setPipeSize', () => {
+  test('grows a pipe to 1 MiB on Linux, and refuses what is not a pipe', { skip: process.platform !== 'linux' && 'F_SETPIPE_SZ is Linux' }, () => {
+    // the child's stdin is a pipe from `echo` (a shell pipe: Node's own stdio "pipes" are sockets)
+    const src = fileURLToPath(new URL('../../../src/services/fsutil/native.ts', import.meta.url));
+    const code = `const { setPipeSize } = await import(${JSON.stringify(src)}); console.log(setPipeSize(0, 1 << 20) ?? 'none');`;
+    const r = spawnSync('bash', ['-c', 'echo x | "$0" --import tsx --input-type=module -e "$1"', process.execPath, code], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(Number(r.stdout.trim()) >= 1 << 20, `pipe size ${r.stdout}`);
+    const dir = mkdtempSync(join(tmpdir(), 'winsnap-pipe-'));
+    try {
+      const fd = openSync(join(dir, 'f'), 'w');
+      try {
+        assert.equal(setPipeSize(fd, 1 << 20), undefined);
+      } finally {
+        closeSync(fd);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
 
 describe('sha256Blocks (dm-verity level 0 with the OpenSSL of the Node binary)', () => {
   test('is offered on Linux, and equals node:crypto for each salted 4 KiB block', { skip: process.platform !== 'linux' && 'built for Linux only' }, async () => {
