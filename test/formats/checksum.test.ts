@@ -1,5 +1,5 @@
 /**
- * StreamFingerprint: equal to a bitwise reference CRC-32 / CRC-32C (written here from the
+ * StreamFingerprint: equal to a bitwise reference CRC-32 / CRC-32C (test/helpers/crc.ts, from the
  * polynomials, not from the code under test) over the whole stream, whatever the chunking;
  * any changed byte or length changes it.
  */
@@ -7,22 +7,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { combineCrc, CRC32_POLY, CRC32C_POLY, StreamFingerprint } from '../../src/formats/checksum.js';
-
-/** Reflected CRC-32 with polynomial `poly` (0xEDB88320: IEEE; 0x82F63B78: Castagnoli). */
-function referenceCrc(data: Uint8Array, poly: number): number {
-  let c = 0xffffffff;
-  for (const byte of data) {
-    c ^= byte;
-    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ poly : c >>> 1;
-  }
-  return (c ^ 0xffffffff) >>> 0;
-}
+import { CASTAGNOLI, IEEE, referenceCrc } from '../helpers/crc.js';
 
 const hex = (n: number) => n.toString(16).padStart(8, '0');
 
 test('fingerprint = length, CRC-32 and CRC-32C of the whole stream, independent of chunking', () => {
   const data = randomBytes(20_000);
-  const expected = `${data.length}:${hex(referenceCrc(data, 0xedb88320))}:${hex(referenceCrc(data, 0x82f63b78))}`;
+  const expected = `${data.length}:${hex(referenceCrc(data, IEEE))}:${hex(referenceCrc(data, CASTAGNOLI))}`;
   for (const cut of [[], [1], [511, 512, 4096], [19_999]]) {
     const f = new StreamFingerprint();
     let at = 0;

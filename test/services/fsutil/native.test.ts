@@ -16,6 +16,7 @@ import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { CASTAGNOLI, IEEE, referenceCrc } from '../../helpers/crc.js';
 import { CRC32_BIT, CRC32C_BIT, crcCall, dataExtents, nativeStatus, readChecksumCall, setPipeSize, sha256BlocksAddon, type Extent } from '../../../src/services/fsutil/native.js';
 
 const MiB = 1024 * 1024;
@@ -99,17 +100,6 @@ describe('native helper', () => {
   });
 });
 
-/** Reflected CRC-32 with polynomial `poly`, bit by bit (from the polynomial, not the code under test). */
-function referenceCrc(data: Uint8Array, poly: number): number {
-  let c = 0xffffffff;
-  for (const byte of data) {
-    c ^= byte;
-    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ poly : c >>> 1;
-  }
-  return (c ^ 0xffffffff) >>> 0;
-}
-const IEEE = 0xedb88320;
-const CASTAGNOLI = 0x82f63b78;
 const cpuHasClmul = process.arch === 'x64' && process.platform === 'linux' && /\bpclmulqdq\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
 
 describe('setPipeSize', () => {
