@@ -22,6 +22,21 @@ async function sampleTar(): Promise<Buffer> {
   return out;
 }
 
+/**
+ * `copies` of the sample tar's entries as one tar (bigger than a few 512 KiB read chunks),
+ * written to DIR/l.tar and converted by path with `args`: the tar, and the image and digest
+ * that conversions from stdin must match.
+ */
+async function byPathReference(dir: string, copies: number, args: string[]): Promise<{ tar: Buffer; image: string; digest: string }> {
+  const one = await sampleTar();
+  const tar = Buffer.concat(Array.from({ length: copies }, () => one.subarray(0, one.length - 1024)).concat([Buffer.alloc(1024)]));
+  writeFileSync(join(dir, 'l.tar'), tar);
+  const image = join(dir, 'path.img');
+  const r = spawnSync(BIN, ['convert', 'tar2vhd', '-i', join(dir, 'l.tar'), '-o', image, ...args, '--json']);
+  assert.equal(r.status, 0, r.stderr.toString());
+  return { tar, image, digest: (JSON.parse(r.stdout.toString()) as { digest: string }).digest };
+}
+
 describe('winsnap convert', () => {
   test('tar2vhd from .tar.gz with --verity --whiteouts --json; roothash agrees; veritysetup verifies; stdin works', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'winsnap-convert-'));
@@ -51,16 +66,10 @@ describe('winsnap convert', () => {
   test('stdin redirected from a file (read from its offset, plain or gzip) gives the bytes a path gives', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'winsnap-convert-'));
     try {
-      // a tar bigger than a few 512 KiB chunks, after 1,536 bytes the reader of stdin has already taken.
+      // the tar follows 1,536 bytes the reader of stdin has already taken.
       // Equal images also mean equal fingerprints (they seed the UUIDs): by path the reads compute
       // the CRCs on the thread pool (native readChecksum), from stdin the main thread does
-      const tar = await sampleTar();
-      const big = Buffer.concat(Array.from({ length: 3 }, () => tar.subarray(0, tar.length - 1024)).concat([Buffer.alloc(1024)]));
-      const byPath = join(dir, 'path.img');
-      writeFileSync(join(dir, 'l.tar'), big);
-      const r0 = spawnSync(BIN, ['convert', 'tar2vhd', '-i', join(dir, 'l.tar'), '-o', byPath, '--no-footer', '--json']);
-      assert.equal(r0.status, 0, r0.stderr.toString());
-      const digest = (JSON.parse(r0.stdout.toString()) as { digest: string }).digest;
+      const { tar: big, image: byPath, digest } = await byPathReference(dir, 3, ['--no-footer']);
       for (const [name, bytes] of [['skip.tar', big], ['skip.tar.gz', gzipSync(big)]] as const) {
         const file = join(dir, name);
         writeFileSync(file, Buffer.concat([Buffer.alloc(1536, 0x41), bytes]));
@@ -84,12 +93,7 @@ describe('winsnap convert', () => {
   test('a tar piped to stdin (read from the descriptor once its pipe buffer is 1 MiB), plain or gzip, gives the bytes a path gives', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'winsnap-convert-'));
     try {
-      const tar = await sampleTar();
-      const big = Buffer.concat(Array.from({ length: 5 }, () => tar.subarray(0, tar.length - 1024)).concat([Buffer.alloc(1024)]));
-      writeFileSync(join(dir, 'l.tar'), big);
-      const byPath = join(dir, 'path.img');
-      const r0 = spawnSync(BIN, ['convert', 'tar2vhd', '-i', join(dir, 'l.tar'), '-o', byPath, '--json']);
-      assert.equal(r0.status, 0, r0.stderr.toString());
+      const { tar: big, image: byPath, digest } = await byPathReference(dir, 5, []);
       for (const [name, bytes] of [['plain', big], ['gzip', gzipSync(big)]] as const) {
         const out = join(dir, `${name}.img`);
         const file = join(dir, `in.${name}`);
@@ -97,7 +101,7 @@ describe('winsnap convert', () => {
         // a shell pipe (Node's own stdio "pipes" are sockets, which stream as before)
         const r = spawnSync('bash', ['-c', 'cat "$0" | "$1" convert tar2vhd -i - -o "$2" --json', file, BIN, out]);
         assert.equal(r.status, 0, r.stderr.toString());
-        assert.equal((JSON.parse(r.stdout.toString()) as { digest: string }).digest, (JSON.parse(r0.stdout.toString()) as { digest: string }).digest, name);
+        assert.equal((JSON.parse(r.stdout.toString()) as { digest: string }).digest, digest, name);
         assert.ok(readFileSync(out).equals(readFileSync(byPath)), name);
       }
     } finally {
