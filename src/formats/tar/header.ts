@@ -138,7 +138,10 @@ export function isZeroBlock(block: Buffer): boolean {
   return true;
 }
 
-/** A 32-bit view of the whole ArrayBuffer the last header came from (headers come from a few reused chunks). */
+/**
+ * A 32-bit view of the whole ArrayBuffer the last header came from (headers come from a few
+ * reused chunks), made again for another buffer or one that grew since.
+ */
 let wordsOf: ArrayBufferLike | undefined;
 let words: Uint32Array<ArrayBufferLike> = new Uint32Array(0);
 
@@ -147,7 +150,7 @@ export function unsignedChecksum(block: Buffer): number {
   let u = 0;
   if ((block.byteOffset & 3) === 0) {
     // Two 16-bit lanes per 32-bit word: at most 128 * 2 * 255 per lane, no overflow.
-    if (block.buffer !== wordsOf) {
+    if (block.buffer !== wordsOf || (block.byteOffset >>> 2) + BLOCK / 4 > words.length) {
       wordsOf = block.buffer;
       words = new Uint32Array(block.buffer, 0, block.buffer.byteLength >>> 2);
     }

@@ -11,8 +11,8 @@
  *   its release (raw → VHDX reads its input so). Fallback: reading into buffers.
  * - `setPipeSize(fd, bytes)`: fcntl(F_SETPIPE_SZ) on a pipe (Linux). Fallback: the pipe as it is.
  * - `sha256Blocks(data, salt, out)`: dm-verity's salted SHA-256 of each 4 KiB block, with the
- *   OpenSSL the Node binary exports; loaded by the hash worker thread (`sha256BlocksAddon`).
- *   Fallback: node:crypto per block.
+ *   x86 SHA extensions two blocks at a time, else the OpenSSL the Node binary exports; loaded
+ *   by the hash worker thread (`sha256BlocksAddon`). Fallback: node:crypto per block.
  * - `readChecksum(...)`: a read and the CRC-32 / CRC-32C of what it read, on the thread pool,
  *   where the CPU has carry-less multiplication (x86-64); `crc(...)` the same CRCs on the
  *   calling thread. Fallback: reading, and the CRCs on the calling thread (@node-rs/crc32);
@@ -52,8 +52,8 @@ export interface Extent {
 }
 
 let binding: FsxBinding | null | undefined;
+let bindingPath: string | undefined;
 let loadError: string | undefined;
-
 
 function load(): FsxBinding | null {
   if (binding !== undefined) return binding;
@@ -69,6 +69,7 @@ function load(): FsxBinding | null {
   }
   try {
     binding = createRequire(import.meta.url)(path) as FsxBinding;
+    bindingPath = path;
   } catch (err) {
     loadError = `${path}: ${(err as Error).message}`;
   }
@@ -100,8 +101,7 @@ export function dataExtents(fd: number, size: number): Extent[] {
  * (hash-worker.ts); undefined otherwise.
  */
 export function sha256BlocksAddon(): string | undefined {
-  const b = load();
-  return b?.sha256Blocks ? packagePath('dist/native/fsx.node') : undefined;
+  return load()?.sha256Blocks ? bindingPath : undefined;
 }
 
 /**
