@@ -128,6 +128,25 @@ describe('winsnap convert', () => {
     }
   });
 
+  test('synchronous I/O and the thread pool (WINSNAP_IO=sync|pool) give the same image, digest and root hash', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'winsnap-convert-io-'));
+    try {
+      const ref = await byPathReference(dir, 40, ['--verity']); // ~10 MB: many read chunks and write buffers
+      const results = ['sync', 'pool'].map((mode) => {
+        const out = join(dir, `${mode}.vhd`);
+        const r = spawnSync(BIN, ['convert', 'tar2vhd', '-i', join(dir, 'l.tar'), '-o', out, '--verity', '--json'], { env: { ...process.env, WINSNAP_IO: mode } });
+        assert.equal(r.status, 0, r.stderr.toString());
+        assert.ok(readFileSync(out).equals(readFileSync(ref.image)), `${mode}: the image`);
+        return JSON.parse(r.stdout.toString()) as { digest: string; rootHash: string };
+      });
+      assert.deepEqual(results[0], results[1]);
+      assert.equal(results[0]!.digest, ref.digest);
+      assert.match(results[0]!.rootHash, /^[0-9a-f]{64}$/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('errors: missing input, too small --max-size, a bad size — one line, non-zero exit', () => {
     const dir = mkdtempSync(join(tmpdir(), 'winsnap-convert-'));
     try {

@@ -15,6 +15,7 @@ import { LCOW_MAX_DISK_SIZE, tar2vhd } from '../../plugins/lcow/tar2vhd.js';
 import { parseSize } from '../format.js';
 import { readFdChunks, readFileChunks } from '../../services/fsutil/ring-reader.js';
 import { setPipeSize } from '../../services/fsutil/native.js';
+import { oneShotIoMode, type IoMode } from '../../services/fsutil/io-mode.js';
 
 /**
  * Whether `fd` is a pipe whose buffer is now at least 1 MiB (Linux's default limit for
@@ -45,7 +46,7 @@ function isRegularFile(fd: number): boolean {
  * The input as an uncompressed tar stream (compression sniffed from the first bytes), and the
  * file it is exactly the bytes of, when it is an uncompressed regular file.
  */
-async function openTar(input: string): Promise<{ tar: Readable | AsyncIterable<Buffer>; file?: string; fingerprint?: StreamFingerprint }> {
+async function openTar(input: string, io: IoMode): Promise<{ tar: Readable | AsyncIterable<Buffer>; file?: string; fingerprint?: StreamFingerprint }> {
   if (input !== '-' && statSync(input).isFile()) {
     const head = Buffer.alloc(512);
     const fd = openSync(input, 'r');
@@ -60,7 +61,7 @@ async function openTar(input: string): Promise<{ tar: Readable | AsyncIterable<B
     if (compression === 'none') {
       // the reads also compute the tar's CRC fingerprint, on the thread pool where they can
       const fingerprint = new StreamFingerprint();
-      return { tar: readFileChunks(input, { fingerprint }), file: input, fingerprint };
+      return { tar: readFileChunks(input, { fingerprint, sync: io === 'sync' }), file: input, fingerprint };
     }
     return { tar: decompressStream(createReadStream(input, { highWaterMark: 1 << 20 }), compression) };
   }
@@ -108,8 +109,10 @@ export function register(program: Command): void {
     .option('--max-size <size>', 'maximum ext4 size (e.g. 16G, the default; LCOW uses 128G)')
     .option('--json', 'print the result as JSON')
     .action(async (o: { input: string; output: string; verity?: boolean; hashDevice?: string; footer: boolean; whiteouts?: boolean; inline?: boolean; maxSize?: string; json?: boolean }) => {
-      const { tar, file, fingerprint } = await openTar(o.input);
+      const io = oneShotIoMode();
+      const { tar, file, fingerprint } = await openTar(o.input, io);
       const r = await tar2vhd(tar, o.output, {
+        io,
         tarFile: file,
         fingerprint,
         digest: o.json === true, // printed only with --json; the output bytes do not depend on it
@@ -131,8 +134,9 @@ export function register(program: Command): void {
     .action(async (o: { input: string; json?: boolean }) => {
       const dir = mkdtempSync(join(tmpdir(), 'winsnap-roothash-'));
       try {
-        const { tar, file, fingerprint } = await openTar(o.input);
-        const r = await tar2vhd(tar, join(dir, 'layer.img'), { tarFile: file, fingerprint, digest: o.json === true, verity: true, footer: false, convertWhiteouts: true, maxDiskSize: LCOW_MAX_DISK_SIZE });
+        const io = oneShotIoMode();
+        const { tar, file, fingerprint } = await openTar(o.input, io);
+        const r = await tar2vhd(tar, join(dir, 'layer.img'), { io, tarFile: file, fingerprint, digest: o.json === true, verity: true, footer: false, convertWhiteouts: true, maxDiskSize: LCOW_MAX_DISK_SIZE });
         process.stdout.write(o.json ? `${JSON.stringify({ rootHash: r.rootHash, digest: r.digest, ext4Size: r.ext4Size })}\n` : `${r.rootHash}\n`);
       } finally {
         rmSync(dir, { recursive: true, force: true });

@@ -15,6 +15,7 @@ import { TarWriter } from '../../../src/formats/tar/writer.js';
 import type { PaxRecord, TarHeaderInput } from '../../../src/formats/tar/types.js';
 import { tar2vhd } from '../../../src/plugins/lcow/tar2vhd.js';
 import { readFileChunks } from '../../../src/services/fsutil/ring-reader.js';
+import { StreamFingerprint } from '../../../src/formats/checksum.js';
 import { exportExt4Layer } from '../../../src/plugins/lcow/ext4-export.js';
 import { Ext4Reader } from '../../../src/formats/ext4/reader.js';
 import { Ext4Writer } from '../../../src/formats/ext4/writer.js';
@@ -353,7 +354,7 @@ describe('tar2vhd: ext4 checked by e2fsck and debugfs', () => {
     assert.equal(sha(readFileSync(join(dir, 'old-link.img'))), sha(oldBytes));
   });
 
-  test('the file path (ring-buffer reads, digest and verity on a worker thread) gives the same bytes, digest and root hash as the stream path', async () => {
+  test('the file path (ring-buffer reads or synchronous I/O, digest and verity on a worker thread) gives the same bytes, digest and root hash as the stream path', async () => {
     const tarFile = join(dir, 'layer.tar');
     writeFileSync(tarFile, tar);
     const viaFile = join(dir, 'via-file.vhd');
@@ -363,6 +364,14 @@ describe('tar2vhd: ext4 checked by e2fsck and debugfs', () => {
     assert.equal(a.digest, `sha256:${sha(tar)}`);
     assert.deepEqual(a, b);
     assert.equal(sha(readFileSync(viaFile)), sha(readFileSync(viaStream)));
+    // synchronous reads and writes on this thread (fsutil/io-mode.ts), the fingerprint fed by
+    // the reads: the same bytes, digest and root hash
+    const viaSync = join(dir, 'via-sync.vhd');
+    const fingerprint = new StreamFingerprint();
+    const chunks = readFileChunks(tarFile, { chunkSize: 64 << 10, sync: true, fingerprint });
+    const s = await tar2vhd(chunks, viaSync, { io: 'sync', fingerprint, tarFile, convertWhiteouts: true, verity: true, parallel: true, maxDiskSize: 128 * 1024 ** 3 });
+    assert.deepEqual(s, a);
+    assert.equal(sha(readFileSync(viaSync)), sha(readFileSync(viaFile)));
     // a small tar file is hashed on the calling thread by default: same result
     const inline = await tar2vhd(readFileChunks(tarFile), join(dir, 'inline.vhd'), { tarFile, convertWhiteouts: true, verity: true, maxDiskSize: 128 * 1024 ** 3 });
     assert.deepEqual(inline, a);

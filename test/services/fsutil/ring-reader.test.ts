@@ -1,6 +1,7 @@
 /**
  * readFileChunks: the chunks concatenate to the file for any size (empty, exact multiples,
- * a short tail), the buffers really are reused (a ring), and a missing file fails.
+ * a short tail), the buffers really are reused (a ring), and a missing file fails; the same
+ * for the synchronous reads (`sync`), which also let the event loop run every 64 MiB.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,18 +17,54 @@ describe('readFileChunks', () => {
   before(() => (dir = mkdtempSync(join(tmpdir(), 'winsnap-ring-'))));
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  test('chunks concatenate to the file, whatever its size', async () => {
-    for (const size of [0, 1, 4096, 4097, 8192 * 3, 8192 * 3 + 17]) {
-      const data = randomBytes(size);
-      const p = join(dir, `f${size}`);
-      writeFileSync(p, data);
-      const parts: Buffer[] = [];
-      for await (const c of readFileChunks(p, { chunkSize: 8192, slots: 3 })) {
-        assert.ok(c.length > 0 && c.length <= 8192);
-        parts.push(Buffer.from(c)); // copies: the ring reuses its buffers
+  for (const sync of [false, true]) {
+    test(`chunks concatenate to the file, whatever its size${sync ? ' (sync)' : ''}`, async () => {
+      for (const size of [0, 1, 4096, 4097, 8192 * 3, 8192 * 3 + 17]) {
+        const data = randomBytes(size);
+        const p = join(dir, `f${size}`);
+        writeFileSync(p, data);
+        const parts: Buffer[] = [];
+        for await (const c of readFileChunks(p, { chunkSize: 8192, slots: 3, sync })) {
+          assert.ok(c.length > 0 && c.length <= 8192);
+          parts.push(Buffer.from(c)); // copies: the ring reuses its buffers
+        }
+        assert.ok(Buffer.concat(parts).equals(data), `size ${size}`);
       }
-      assert.ok(Buffer.concat(parts).equals(data), `size ${size}`);
+    });
+  }
+
+  test('sync: the previous chunk stays intact while the consumer works on the next', async () => {
+    const data = randomBytes(4096 * 7 + 100);
+    const p = join(dir, 'sync-prev');
+    writeFileSync(p, data);
+    let prev: Buffer | undefined;
+    let prevAt = 0;
+    let at = 0;
+    const buffers = new Set<ArrayBufferLike>();
+    for await (const c of readFileChunks(p, { chunkSize: 4096, sync: true })) {
+      if (prev) assert.ok(prev.equals(data.subarray(prevAt, prevAt + prev.length)), `chunk at ${prevAt} was overwritten`);
+      assert.ok(c.equals(data.subarray(at, at + c.length)), `chunk at ${at}`);
+      buffers.add(c.buffer);
+      prev = c;
+      prevAt = at;
+      at += c.length;
     }
+    assert.equal(at, data.length);
+    assert.equal(buffers.size, 2, 'two buffers, used in turn');
+  });
+
+  test('sync: the event loop gets a turn within the first 64 MiB + a chunk', async () => {
+    const p = join(dir, 'sync-yield');
+    writeFileSync(p, Buffer.alloc((64 << 20) + (3 << 20), 1));
+    let turned = false;
+    setImmediate(() => (turned = true));
+    let at = 0;
+    let turnedAt = -1;
+    for await (const c of readFileChunks(p, { sync: true })) {
+      at += c.length;
+      if (turned && turnedAt < 0) turnedAt = at;
+    }
+    assert.ok(turnedAt > 0 && turnedAt <= (64 << 20) + (512 << 10), `the event loop ran after ${turnedAt} bytes`);
   });
 
   test('the buffers are a ring: chunk k and chunk k + slots share memory', async () => {
@@ -66,9 +103,11 @@ describe('readFileChunks', () => {
   });
 
   test('a missing file rejects', async () => {
-    await assert.rejects(async () => {
-      for await (const _ of readFileChunks(join(dir, 'missing'))) void _;
-    }, /ENOENT/);
+    for (const sync of [false, true]) {
+      await assert.rejects(async () => {
+        for await (const _ of readFileChunks(join(dir, 'missing'), { sync })) void _;
+      }, /ENOENT/);
+    }
   });
 });
 
@@ -84,13 +123,15 @@ describe('readFileChunks with a fingerprint', () => {
       writeFileSync(p, data);
       const expected = new StreamFingerprint();
       expected.update(data);
-      const fingerprint = new StreamFingerprint();
-      let seen = 0;
-      for await (const c of readFileChunks(p, { chunkSize: 8192, fingerprint })) {
-        seen += c.length;
-        assert.equal(fingerprint.bytes, seen, 'the chunk is counted before it is yielded');
+      for (const sync of [false, true]) {
+        const fingerprint = new StreamFingerprint();
+        let seen = 0;
+        for await (const c of readFileChunks(p, { chunkSize: 8192, fingerprint, sync })) {
+          seen += c.length;
+          assert.equal(fingerprint.bytes, seen, 'the chunk is counted before it is yielded');
+        }
+        assert.equal(fingerprint.toString(), expected.toString(), `size ${size}${sync ? ' (sync)' : ''}`);
       }
-      assert.equal(fingerprint.toString(), expected.toString(), `size ${size}`);
     }
   });
 });
