@@ -9,7 +9,7 @@ import { writeFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 
 const [timesFile, tar, out, n, ...extra] = process.argv.slice(2);
-const { loadBundle } = await import(new URL('../bin/bundle.mjs', import.meta.url).href);
+const { loadBundle } = await import(new URL('../bin/bundle.cjs', import.meta.url).href);
 const { main } = loadBundle().exports;
 const times = [];
 for (let i = 0; i < Number(n); i++) {

@@ -2,7 +2,7 @@
 // Bundles the CLI (src/cli/main.ts and everything it imports) into dist/main.cjs with esbuild,
 // so `bin/winsnap` starts without compiling TypeScript at run time (tsx costs ~0.25 s and
 // ~45 MiB per process; pipelines run `winsnap convert` once per layer). One CommonJS script,
-// because bin/bundle.mjs compiles it with V8's code cache (Node 20 caches no ES modules); the
+// because bin/bundle.cjs compiles it with V8's code cache (Node 20 caches no ES modules); the
 // command modules are still evaluated only when their command runs (esbuild wraps what
 // main.ts imports dynamically), and scripts/code-cache.mjs then writes dist/main.cjs.cache.
 // Pure-JS dependencies a command needs at start (commander, cli-progress) are bundled: loading
@@ -58,7 +58,7 @@ const result = await build({
   charset: 'ascii', // non-ASCII in strings and names escaped...
   logLevel: 'warning',
 });
-// ...and what esbuild keeps of the sources' comments made ASCII too, so that bin/bundle.mjs
+// ...and what esbuild keeps of the sources' comments made ASCII too, so that bin/bundle.cjs
 // reads the bundle as Latin-1 (the decoder's fast path: 1 against 4 ms for UTF-8 here). Only
 // lines that are comments are touched (JSDoc, // and block-comment lines); should any other
 // line hold a non-ASCII character, the bundle stays as it is and dist/main.cjs.utf8 tells the

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Writes dist/main.cjs.cache, V8's code cache of the CLI bundle (see bin/bundle.mjs): loads the
+// Writes dist/main.cjs.cache, V8's code cache of the CLI bundle (see bin/bundle.cjs): loads the
 // bundle without a cache, runs in this process the commands whose start-up matters most (a
 // layer conversion in its modes on a small generated tar, raw → VHDX, vhdx info, help), and
 // saves the script's cache, which then holds the bytecode of every function they ran. Run by
@@ -8,7 +8,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CODE_CACHE, loadBundle } from '../bin/bundle.mjs';
+import { CODE_CACHE, loadBundle } from '../bin/bundle.cjs';
 
 /** A ustar header block for `name` (type '0' file, '5' directory, '2' symlink, '1' hard link). */
 function header(name, type, size = 0, link = '') {

@@ -21,7 +21,8 @@ function scratchCheckout(): string {
   mkdirSync(join(root, 'dist'));
   mkdirSync(join(root, 'src', 'cli'), { recursive: true });
   copyFileSync(join(REPO, 'bin', 'winsnap'), join(root, 'bin', 'winsnap'));
-  copyFileSync(join(REPO, 'bin', 'bundle.mjs'), join(root, 'bin', 'bundle.mjs'));
+  copyFileSync(join(REPO, 'bin', 'bundle.cjs'), join(root, 'bin', 'bundle.cjs'));
+  copyFileSync(join(REPO, 'bin', 'package.json'), join(root, 'bin', 'package.json'));
   symlinkSync(join(REPO, 'node_modules'), join(root, 'node_modules'));
   writeFileSync(join(root, 'package.json'), '{"type":"module"}\n');
   writeFileSync(join(root, 'dist', 'main.cjs'), "exports.main = async function main() { process.stdout.write('bundle\\n'); return 0; };\n");
@@ -92,6 +93,21 @@ test('the built bundle loads with its code cache; a cache that does not match is
   assert.equal(s.status, 0, s.stderr);
   assert.equal(s.stdout.trim(), 'bundle');
   assert.match(s.stderr, /winsnap: code cache rejected/);
+});
+
+test('the entry point is CommonJS: running the bundle runs no ES module job (the ES module loader costs ~10 ms of every start)', (t) => {
+  const root = scratchCheckout();
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  setTime(join(root, 'src', 'cli', 'main.ts'), 1_000_000);
+  setTime(join(root, 'dist', 'BUILD'), 2_000_000);
+  writeFileSync(
+    join(root, 'dist', 'main.cjs'),
+    "exports.main = async function main() { process.stdout.write(process.moduleLoadList.some((m) => m.endsWith('internal/modules/esm/module_job')) ? 'esm\\n' : 'cjs\\n'); return 0; };\n",
+  );
+  assert.equal(which(root), 'cjs');
+  // and the sources still run through tsx (ES modules) when the bundle is stale
+  setTime(join(root, 'src', 'cli', 'main.ts'), 3_000_000);
+  assert.equal(which(root), 'sources');
 });
 
 test('a bundle the build marked as not ASCII (dist/main.cjs.utf8) is decoded as UTF-8', (t) => {

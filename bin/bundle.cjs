@@ -9,17 +9,20 @@
 // for other bytes, another V8 or other flags; the bundle then compiles as without one.
 // `bundleIsFresh()`: whether dist/ is newer than every source file it was built from (listed
 // in dist/BUILD), so an edited checkout never runs stale code.
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Script } from 'node:vm';
+// CommonJS, as bin/winsnap (bin/package.json): an ES module entry point costs Node its ES module
+// loader before any of our code runs, ~10 ms of every start (hyperfine, 2026-12-06: `--version`
+// 53 → 41 ms).
+'use strict';
+const { existsSync, readFileSync, statSync } = require('node:fs');
+const { createRequire } = require('node:module');
+const { dirname, join } = require('node:path');
+const { Script } = require('node:vm');
 
-const root = fileURLToPath(new URL('..', import.meta.url));
-export const BUNDLE = join(root, 'dist', 'main.cjs');
-export const CODE_CACHE = `${BUNDLE}.cache`;
+const root = join(__dirname, '..');
+const BUNDLE = join(root, 'dist', 'main.cjs');
+const CODE_CACHE = `${BUNDLE}.cache`;
 
-export function bundleIsFresh() {
+function bundleIsFresh() {
   try {
     const stamp = join(root, 'dist', 'BUILD');
     const built = statSync(stamp).mtimeMs;
@@ -35,7 +38,7 @@ export function bundleIsFresh() {
  * the cache (the cache builder). Returns its exports, the compiled script (for
  * createCachedData) and what became of the cache: 'accepted', 'rejected' or 'none'.
  */
-export function loadBundle({ codeCache = true } = {}) {
+function loadBundle({ codeCache = true } = {}) {
   // ASCII, read as Latin-1 (the fast decoder), unless the build marked it (scripts/build.mjs)
   const source = readFileSync(BUNDLE, existsSync(`${BUNDLE}.utf8`) ? 'utf8' : 'latin1');
   let cachedData;
@@ -53,3 +56,5 @@ export function loadBundle({ codeCache = true } = {}) {
   const cache = cachedData === undefined ? 'none' : script.cachedDataRejected ? 'rejected' : 'accepted';
   return { exports: module.exports, script, cache };
 }
+
+module.exports = { BUNDLE, CODE_CACHE, bundleIsFresh, loadBundle };
