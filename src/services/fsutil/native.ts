@@ -17,6 +17,8 @@
  *   where the CPU has carry-less multiplication (x86-64); `crc(...)` the same CRCs on the
  *   calling thread. Fallback: reading, and the CRCs on the calling thread (@node-rs/crc32);
  *   the values are the same.
+ * - `tarHeader(block, out)`: a tar header block's checksum and octal fields decoded in one call
+ *   (formats/tar/header.ts), or 0 for anything unusual. Fallback: the JavaScript decoder.
  */
 import { createRequire } from 'node:module';
 import { packagePath } from './package-path.js';
@@ -28,6 +30,7 @@ interface FsxBinding {
   mapRead(fd: number, offset: number, length: number): ArrayBuffer;
   unmap(buffer: ArrayBuffer): void;
   setPipeSize(fd: number, bytes: number): number;
+  tarHeader?(block: Uint8Array, out: Float64Array): number;
   sha256Blocks?(data: Buffer, salt: Buffer, out: Buffer): void;
   crc?(which: number, buffer: Uint8Array, previous?: number): number;
   readChecksum?(fd: number, buffer: Buffer, position: number, which: number, out: Uint32Array, callback: (err: Error | null, bytesRead: number) => void): void;
@@ -94,6 +97,14 @@ export function dataExtents(fd: number, size: number): Extent[] {
   const out: Extent[] = [];
   for (let i = 0; i < flat.length; i += 2) out.push({ start: flat[i]!, end: flat[i + 1]! });
   return out;
+}
+
+/**
+ * The native tar header decoder (fsx.c tarHeader: 1 and the fields in `out`, or 0 for a block
+ * the JavaScript decoder must explain), or undefined without the native helper.
+ */
+export function tarHeaderCall(): ((block: Uint8Array, out: Float64Array) => number) | undefined {
+  return load()?.tarHeader;
 }
 
 /**
