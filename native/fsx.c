@@ -68,6 +68,9 @@
  *     absent). WINSNAP_NO_SHANI=1 in the environment takes the OpenSSL path (tests compare).
  *     The same bytes as node:crypto, without its per-call cost (~1 µs of 3.45 a block).
  *
+ *   allocate(fd, offset, length) -> 0 | errno
+ *     fallocate(2) of a range the caller is about to write (below).
+ *
  *   tarHeader(block, out) -> 1 | 0
  *     A 512-byte tar header block decoded in one call when its checksum holds and its numeric
  *     fields are octal: the fields into a Float64Array (below); 0 for any other block, which
@@ -767,6 +770,36 @@ static napi_value sha256_blocks(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * allocate(fd, offset, length) -> 0 | errno
+ *   fallocate(2) of [offset, offset + length) just before the caller writes it (the file grows
+ *   as the write would make it): a write into allocated blocks skips ext4's delayed-allocation
+ *   bookkeeping per page (230 MB in 1 MiB writes: 39-48 against 26-32 ms here). Only what is
+ *   written is allocated, so sparse outputs stay sparse. The error number, never a throw:
+ *   EOPNOTSUPP and the like only mean the write does the allocating; ENOSPC is the write's
+ *   error to report.
+ */
+static napi_value allocate_range(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  int32_t fd;
+  int64_t offset, length;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3 || napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
+      napi_get_value_int64(env, argv[1], &offset) != napi_ok || napi_get_value_int64(env, argv[2], &length) != napi_ok || offset < 0 || length <= 0) {
+    napi_throw_type_error(env, NULL, "allocate(fd, offset, length): a non-negative offset and a positive length");
+    return NULL;
+  }
+  int err = 0;
+#ifdef __linux__
+  if (fallocate(fd, 0, (off_t)offset, (off_t)length) != 0) err = errno;
+#else
+  err = ENOSYS;
+#endif
+  napi_value r;
+  napi_create_int32(env, err, &r);
+  return r;
+}
+
 static napi_value set_pipe_size(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2], out;
@@ -935,7 +968,7 @@ NAPI_MODULE_INIT() {
     napi_callback fn;
   } fns[] = {{"dataExtents", data_extents}, {"mapShared", map_shared}, {"dropResident", drop_resident},
              {"mapRead", map_read},        {"unmap", unmap},           {"setPipeSize", set_pipe_size},
-             {"tarHeader", tar_header}};
+             {"tarHeader", tar_header},   {"allocate", allocate_range}};
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value fn;
     if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &fn) != napi_ok) return NULL;

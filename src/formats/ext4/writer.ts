@@ -28,6 +28,7 @@ import { dirname, resolve } from 'node:path';
 import { invalidArgument } from '../../services/errdefs.js';
 import { TRIM_EVERY, trimResident } from '../../services/fsutil/spill.js';
 import type { IoMode } from '../../services/fsutil/io-mode.js';
+import { allocateCall } from '../../services/fsutil/native.js';
 import type { TarEntry } from '../tar/reader.js';
 import type { TarTime } from '../tar/types.js';
 import { encodeXattrBlock, placeXattrs, writeInInodeXattrs, type PlacedXattrs, type Xattr } from './xattr.js';
@@ -155,8 +156,16 @@ function isZeroRange(src: Buffer, from: number, to: number): boolean {
   return src.compare(ZERO_BLOCK, 0, to - from, from, to) === 0;
 }
 
+/**
+ * The blocks a write is about to fill, allocated first (fsutil/native allocate: ext4 then skips
+ * its per-page delayed allocation in the write; the image's zero tail, never written, stays a
+ * hole), where the native helper is built.
+ */
+const allocate = allocateCall();
+
 /** pwrite of all of `data` at `pos`, on the thread pool. */
 function writeFully(fd: number, data: Buffer, pos: number): Promise<void> {
+  if (data.length > 0) allocate?.(fd, pos, data.length);
   return new Promise((resolve, reject) => {
     const step = (off: number) => {
       if (off >= data.length) return resolve();
@@ -392,6 +401,7 @@ export class Ext4Writer {
 
   private writeAt(data: Buffer, pos: number): void {
     trimResident();
+    if (data.length > 0) allocate?.(this.fd, pos, data.length);
     let off = 0;
     while (off < data.length) off += writeSync(this.fd, data, off, data.length - off, pos + off);
   }

@@ -5,6 +5,11 @@
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { constants as fsConstants } from 'node:fs';
+import { allocateCall } from '../../services/fsutil/native.js';
+
+const allocate = allocateCall();
+/** Writes of at least this many bytes have their blocks allocated first (see write). */
+const ALLOCATE_MIN = 1 << 20;
 
 export type OverlayOp = { kind: 'data'; fileOffset: number; data: Buffer } | { kind: 'zero'; fileOffset: number; length: number };
 
@@ -67,6 +72,9 @@ export class RandomAccessFile {
   }
 
   async write(pos: number, data: Buffer): Promise<void> {
+    // a big write's blocks allocated first (fsutil/native allocate: ext4 then skips its
+    // per-page delayed allocation; only what is written is allocated, holes stay holes)
+    if (data.length >= ALLOCATE_MIN) allocate?.(this.fh.fd, pos, data.length);
     let done = 0;
     while (done < data.length) {
       const { bytesWritten } = await this.fh.write(data, done, data.length - done, pos + done);

@@ -17,6 +17,8 @@
  *   where the CPU has carry-less multiplication (x86-64); `crc(...)` the same CRCs on the
  *   calling thread. Fallback: reading, and the CRCs on the calling thread (@node-rs/crc32);
  *   the values are the same.
+ * - `allocate(fd, offset, length)`: fallocate(2) of a range about to be written (ext4 then
+ *   skips its per-page delayed-allocation work in the write). Fallback: the write allocates.
  * - `tarHeader(block, out)`: a tar header block's checksum and octal fields decoded in one call
  *   (formats/tar/header.ts), or 0 for anything unusual. Fallback: the JavaScript decoder.
  */
@@ -31,6 +33,7 @@ interface FsxBinding {
   unmap(buffer: ArrayBuffer): void;
   setPipeSize(fd: number, bytes: number): number;
   tarHeader?(block: Uint8Array, out: Float64Array): number;
+  allocate?(fd: number, offset: number, length: number): number;
   sha256Blocks?(data: Buffer, salt: Buffer, out: Buffer): void;
   crc?(which: number, buffer: Uint8Array, previous?: number): number;
   readChecksum?(fd: number, buffer: Buffer, position: number, which: number, out: Uint32Array, callback: (err: Error | null, bytesRead: number) => void): void;
@@ -97,6 +100,15 @@ export function dataExtents(fd: number, size: number): Extent[] {
   const out: Extent[] = [];
   for (let i = 0; i < flat.length; i += 2) out.push({ start: flat[i]!, end: flat[i + 1]! });
   return out;
+}
+
+/**
+ * fallocate(2) of [offset, offset + length) of `fd`, which the caller is about to write (the
+ * file grows as that write would make it): 0, or the error number (never throws; the write
+ * then allocates as usual and reports ENOSPC itself). Undefined without the native helper.
+ */
+export function allocateCall(): ((fd: number, offset: number, length: number) => number) | undefined {
+  return load()?.allocate;
 }
 
 /**

@@ -500,6 +500,14 @@ describe('tar2vhd: verity, VHD footer, size limits', () => {
     } finally {
       closeSync(fd);
     }
+    // the tail is a hole of the image file: writes allocate only what they write (native allocate)
+    for (const io of ['pool', 'sync'] as const) {
+      const sparse = join(dir, `many-${io}.img`);
+      await tar2vhd(Readable.from([tarBytes]), sparse, { footer: false, io });
+      const st = statSync(sparse);
+      assert.equal(st.size, r.size);
+      assert.ok(st.blocks * 512 <= r.zeroFrom * 4096 + (1 << 20), `${io}: ${st.blocks * 512} bytes allocated of ${r.zeroFrom * 4096} written`);
+    }
     // verity on the worker and on this thread: the same root, which veritysetup verifies
     const opts = { footer: false, verity: true, maxDiskSize: 128 * 1024 ** 3 };
     const a = await tar2vhd(Readable.from([tarBytes]), join(dir, 'many-w.img'), { ...opts, parallel: true });

@@ -12,12 +12,12 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { spawnSync } from 'node:child_process';
-import { closeSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, ftruncateSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CASTAGNOLI, IEEE, referenceCrc } from '../../helpers/crc.js';
-import { CRC32_BIT, CRC32C_BIT, crcCall, dataExtents, nativeStatus, readChecksumCall, setPipeSize, sha256BlocksAddon, type Extent } from '../../../src/services/fsutil/native.js';
+import { allocateCall, CRC32_BIT, CRC32C_BIT, crcCall, dataExtents, nativeStatus, readChecksumCall, setPipeSize, sha256BlocksAddon, type Extent } from '../../../src/services/fsutil/native.js';
 
 const MiB = 1024 * 1024;
 
@@ -243,5 +243,36 @@ describe('readChecksum (CRCs on the thread pool)', () => {
   test('a bad descriptor rejects with EBADF; bad arguments throw', { skip: !call && 'not offered here' }, async () => {
     await assert.rejects(call!(987654, Buffer.alloc(16), 0, CRC32_BIT, new Uint32Array(2)), (e: NodeJS.ErrnoException) => e.code === 'EBADF' && /readChecksum/.test(e.message));
     await assert.rejects(call!(-1, Buffer.alloc(16), 0, CRC32_BIT, new Uint32Array(1)), /readChecksum\(fd, buffer/);
+  });
+});
+
+describe('allocate (fallocate of a range about to be written)', () => {
+  let dir = '';
+  before(() => (dir = mkdtempSync(join(tmpdir(), 'winsnap-allocate-'))));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('allocates exactly the range (the rest of a sparse file stays a hole), grows the file, reads as zeros', { skip: process.platform !== 'linux' && 'fallocate is Linux' }, () => {
+    const allocate = allocateCall();
+    assert.ok(allocate, 'offered on Linux');
+    const p = join(dir, 'sparse');
+    const fd = openSync(p, 'w+');
+    try {
+      ftruncateSync(fd, 64 << 20);
+      assert.equal(fstatSync(fd).blocks, 0);
+      assert.equal(allocate(fd, 8 << 20, 1 << 20), 0);
+      const st = fstatSync(fd);
+      assert.equal(st.size, 64 << 20, 'inside the file: the size stays');
+      assert.ok(st.blocks * 512 >= 1 << 20 && st.blocks * 512 < 2 << 20, `${st.blocks * 512} bytes allocated for 1 MiB`);
+      assert.equal(allocate(fd, 64 << 20, 4096), 0);
+      assert.equal(fstatSync(fd).size, (64 << 20) + 4096, 'past the end: the file grows as the write would make it');
+      const back = Buffer.alloc(1 << 20, 1);
+      assert.equal(readSync(fd, back, 0, back.length, 8 << 20), back.length);
+      assert.ok(back.every((b) => b === 0));
+    } finally {
+      closeSync(fd);
+    }
+    // an error number, not a throw: a bad descriptor; bad arguments throw
+    assert.equal(allocate(123456, 0, 4096), 9 /* EBADF */);
+    assert.throws(() => allocate(0, -1, 4096), /non-negative offset/);
   });
 });
