@@ -28,7 +28,7 @@ import { dirname, resolve } from 'node:path';
 import { invalidArgument } from '../../services/errdefs.js';
 import { TRIM_EVERY, trimResident } from '../../services/fsutil/spill.js';
 import type { IoMode } from '../../services/fsutil/io-mode.js';
-import { allocateCall } from '../../services/fsutil/native.js';
+import { allocateCall, encodeInodesCall } from '../../services/fsutil/native.js';
 import type { TarEntry } from '../tar/reader.js';
 import type { TarTime } from '../tar/types.js';
 import { encodeXattrBlock, placeXattrs, writeInInodeXattrs, type PlacedXattrs, type Xattr } from './xattr.js';
@@ -920,22 +920,47 @@ export class Ext4Writer {
     const piece = Buffer.alloc(Math.min(itb * BLOCK, WRITE_BUFFER));
     const pieceView = viewOf(piece);
     const pieceInodes = piece.length / INODE_SIZE;
+    // an inode into the piece, and its data blocks (below the metadata) and kind counted
+    const tableEntry = (n: number, firstIno: number, g: number): void => {
+      this.encodeInode(n, piece, pieceView, (t.ino[n]! - firstIno) * INODE_SIZE);
+      const kind = t.kind[n];
+      if (kind === DIR) dirsByGroup[g]!++;
+      else if (kind === FILE && t.firstLength[n] !== 0) {
+        if (t.firstPhysical[n]! < metaStart) setBits(used, t.firstPhysical[n]!, t.firstLength[n]!);
+        const x = t.moreExtents.get(n);
+        if (x) for (let j = 0; j < x.length; j += 3) if (x[j + 2]! < metaStart) setBits(used, x[j + 2]!, x[j + 1]!);
+      }
+    };
+    // the native helper encodes the common inodes (fsx.c encodeInodes: the same bytes), this
+    // code the rest: those with side records (more extents, an extent tree, device numbers),
+    // xattrs, inline data, symlinks
+    const encodeInodes = encodeInodesCall();
+    const native = encodeInodes && {
+      columns: [t.kind, t.perm, t.uid, t.gid, t.mSec, t.mNsec, t.aSec, t.aNsec, t.cSec, t.cNsec, t.size, t.firstLogical, t.firstLength, t.firstPhysical, t.xattrSet, t.inlineAt, t.xattrBlock, t.ino, t.links],
+      special: new Uint8Array(t.count),
+      specials: new Int32Array(pieceInodes),
+      out: new Float64Array(3),
+    };
+    if (native) {
+      for (const n of t.moreExtents.keys()) native.special[n] = 1;
+      for (const n of t.ext.keys()) native.special[n] = 1;
+    }
     let at = 0;
     for (let g = 0; g < groups; g++) {
       for (let slot = 0; slot < ipg; slot += pieceInodes) {
         const count = Math.min(pieceInodes, ipg - slot);
         const firstIno = g * ipg + 1 + slot;
         piece.fill(0);
-        for (; at < byIno.length && t.ino[byIno[at]!]! < firstIno + count; at++) {
-          if ((at & TRIM_EVERY) === 0) trimResident();
-          const n = byIno[at]!;
-          this.encodeInode(n, piece, pieceView, (t.ino[n]! - firstIno) * INODE_SIZE);
-          const kind = t.kind[n];
-          if (kind === DIR) dirsByGroup[g]!++;
-          else if (kind === FILE && t.firstLength[n] !== 0) {
-            if (t.firstPhysical[n]! < metaStart) setBits(used, t.firstPhysical[n]!, t.firstLength[n]!);
-            const x = t.moreExtents.get(n);
-            if (x) for (let j = 0; j < x.length; j += 3) if (x[j + 2]! < metaStart) setBits(used, x[j + 2]!, x[j + 1]!);
+        if (native) {
+          trimResident();
+          encodeInodes(native.columns, native.special, byIno, at, firstIno, count, piece, used, metaStart, native.specials, native.out);
+          at = native.out[0]!;
+          dirsByGroup[g]! += native.out[1]!;
+          for (let i = 0; i < native.out[2]!; i++) tableEntry(byIno[native.specials[i]!]!, firstIno, g);
+        } else {
+          for (; at < byIno.length && t.ino[byIno[at]!]! < firstIno + count; at++) {
+            if ((at & TRIM_EVERY) === 0) trimResident();
+            tableEntry(byIno[at]!, firstIno, g);
           }
         }
         this.writeAt(piece.subarray(0, count * INODE_SIZE), (itStart + g * itb) * BLOCK + slot * INODE_SIZE);

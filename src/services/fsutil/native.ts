@@ -19,6 +19,8 @@
  *   the values are the same.
  * - `allocate(fd, offset, length)`: fallocate(2) of a range about to be written (ext4 then
  *   skips its per-page delayed-allocation work in the write). Fallback: the write allocates.
+ * - `encodeInodes(...)`: a piece of an ext4 inode table's common inodes (regular files and
+ *   directories of one extent, FIFOs, without xattrs). Fallback: the writer's own encoder.
  * - `tarHeader(block, out)`: a tar header block's checksum and octal fields decoded in one call
  *   (formats/tar/header.ts), or 0 for anything unusual. Fallback: the JavaScript decoder.
  */
@@ -34,6 +36,7 @@ interface FsxBinding {
   setPipeSize(fd: number, bytes: number): number;
   tarHeader?(block: Uint8Array, out: Float64Array): number;
   allocate?(fd: number, offset: number, length: number): number;
+  encodeInodes?: EncodeInodes;
   sha256Blocks?(data: Buffer, salt: Buffer, out: Buffer): void;
   crc?(which: number, buffer: Uint8Array, previous?: number): number;
   readChecksum?(fd: number, buffer: Buffer, position: number, which: number, out: Uint32Array, callback: (err: Error | null, bytesRead: number) => void): void;
@@ -109,6 +112,30 @@ export function dataExtents(fd: number, size: number): Extent[] {
  */
 export function allocateCall(): ((fd: number, offset: number, length: number) => number) | undefined {
   return load()?.allocate;
+}
+
+/** fsx.c encodeInodes: see there, and the ext4 writer's finish. */
+export type EncodeInodes = (
+  columns: readonly ArrayBufferView[],
+  special: Uint8Array,
+  byIno: Uint32Array,
+  at: number,
+  firstIno: number,
+  count: number,
+  piece: Uint8Array,
+  used: Uint8Array,
+  metaStart: number,
+  specials: Int32Array,
+  out: Float64Array,
+) => void;
+
+/**
+ * The native encoder of a piece of an ext4 inode table's common inodes (the ext4 writer's
+ * finish), or undefined without the native helper (or with WINSNAP_NO_NATIVE_INODES=1, which
+ * tests use to compare with the JavaScript encoder).
+ */
+export function encodeInodesCall(): EncodeInodes | undefined {
+  return process.env.WINSNAP_NO_NATIVE_INODES === '1' ? undefined : load()?.encodeInodes;
 }
 
 /**

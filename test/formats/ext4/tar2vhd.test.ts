@@ -24,6 +24,7 @@ import { decodeVhdFooter, encodeVhdFooter, chsGeometry } from '../../../src/form
 import { decodeVeritySuperblock } from '../../../src/formats/verity/verity.js';
 import { kindOf } from '../../../src/services/errdefs.js';
 import { mappedFilesMade, spilledTables } from '../../../src/services/fsutil/spill.js';
+import { encodeInodesCall } from '../../../src/services/fsutil/native.js';
 import { runTool } from '../../helpers/tools.js';
 import { tarEntries } from '../../helpers/wclayer.js';
 
@@ -313,6 +314,32 @@ describe('tar2vhd: ext4 checked by e2fsck and debugfs', () => {
     const again = join(dir, 'again.img');
     await tar2vhd(Readable.from([tar]), again, { convertWhiteouts: true, footer: false });
     assert.equal(sha(readFileSync(again)), sha(readFileSync(img)));
+  });
+
+  test('the inode tables: the native encoder of the common inodes and the JavaScript one give the same bytes', async () => {
+    assert.equal(typeof encodeInodesCall(), 'function', 'the native helper offers encodeInodes (built by npm ci)');
+    const js = join(dir, 'js-inodes.img');
+    process.env.WINSNAP_NO_NATIVE_INODES = '1';
+    try {
+      assert.equal(encodeInodesCall(), undefined);
+      await tar2vhd(Readable.from([tar]), js, { convertWhiteouts: true, footer: false });
+    } finally {
+      delete process.env.WINSNAP_NO_NATIVE_INODES;
+    }
+    assert.equal(sha(readFileSync(js)), sha(readFileSync(img)));
+    // and with inline data and xattrs spread over many groups of a spilled table
+    const a = join(dir, 'inline-native.img');
+    const b = join(dir, 'inline-js.img');
+    await tar2vhd(Readable.from([tar]), a, { convertWhiteouts: true, footer: false, inlineData: true, spillAfterRows: 1000 });
+    process.env.WINSNAP_NO_NATIVE_INODES = '1';
+    try {
+      await tar2vhd(Readable.from([tar]), b, { convertWhiteouts: true, footer: false, inlineData: true, spillAfterRows: 1000 });
+    } finally {
+      delete process.env.WINSNAP_NO_NATIVE_INODES;
+    }
+    assert.equal(sha(readFileSync(a)), sha(readFileSync(b)));
+    const encode = encodeInodesCall()!;
+    assert.throws(() => encode([], new Uint8Array(1), new Uint32Array(1), 0, 1, 1, new Uint8Array(256), new Uint8Array(1), 0, new Int32Array(1), new Float64Array(3)), /encodeInodes\(columns/);
   });
 
   test('tables spilled to files (after 1000 entries) give the same bytes and root hash, and leave no file behind', async () => {
