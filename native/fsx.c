@@ -70,8 +70,8 @@
  *     The same bytes as node:crypto, without its per-call cost (~1 µs of 3.45 a block).
  *
  *   encodeInodes(columns, special, byIno, at, firstIno, count, piece, used, metaStart, specials, out)
- *     A piece of an ext4 inode table: the common inodes (regular files and directories of one
- *     extent, FIFOs; no xattrs, inline data or side records) encoded from the ext4 writer's
+ *     A piece of an ext4 inode table: the common inodes (regular files, directories and symlinks
+ *     of one extent or none, FIFOs; no xattrs, inline data or side records) encoded from the ext4 writer's
  *     columns as its JavaScript encoder does, the others listed for it (below). A cold
  *     conversion otherwise ran the per-inode JavaScript unoptimized for most of 30,000 inodes.
  *
@@ -968,11 +968,11 @@ static void put_time(unsigned char *in, double sec, uint32_t nsec, int at, int e
   put32(in + extraAt, (nsec << 2) | epoch);
 }
 
-enum { C_KIND, C_PERM, C_UID, C_GID, C_MSEC, C_MNSEC, C_ASEC, C_ANSEC, C_CSEC, C_CNSEC, C_SIZE, C_FLOG, C_FLEN, C_FPHYS, C_XSET, C_INLINE, C_XBLOCK, C_INO, C_LINKS, C_COUNT };
+enum { C_KIND, C_PERM, C_UID, C_GID, C_MSEC, C_MNSEC, C_ASEC, C_ANSEC, C_CSEC, C_CNSEC, C_SIZE, C_FLOG, C_FLEN, C_FPHYS, C_XSET, C_INLINE, C_XBLOCK, C_INO, C_LINKS, C_TARGETAT, C_TARGETS, C_COUNT };
 static const napi_typedarray_type COLUMN_TYPES[C_COUNT] = {
     napi_uint8_array,  napi_uint16_array,  napi_uint32_array, napi_uint32_array, napi_float64_array, napi_uint32_array, napi_float64_array,
     napi_uint32_array, napi_float64_array, napi_uint32_array, napi_float64_array, napi_uint32_array, napi_uint16_array, napi_uint32_array,
-    napi_uint32_array, napi_uint32_array, napi_uint32_array, napi_uint32_array, napi_uint32_array};
+    napi_uint32_array, napi_uint32_array, napi_uint32_array, napi_uint32_array, napi_uint32_array, napi_uint32_array, napi_uint8_array};
 
 static bool typed(napi_env env, napi_value v, napi_typedarray_type want, void **data, size_t *len) {
   napi_typedarray_type type;
@@ -1016,7 +1016,7 @@ static napi_value encode_inodes(napi_env env, napi_callback_info info) {
       napi_throw_type_error(env, NULL, usage);
       return NULL;
     }
-    if (collen[i] < rows) rows = collen[i];
+    if (i != C_TARGETS && collen[i] < rows) rows = collen[i];
   }
   if (!typed(env, argv[1], napi_uint8_array, (void **)&special, &specialLen) || !typed(env, argv[2], napi_uint32_array, (void **)&byIno, &byInoLen) ||
       napi_get_value_int64(env, argv[3], &at) != napi_ok || napi_get_value_int64(env, argv[4], &firstIno) != napi_ok ||
@@ -1030,7 +1030,10 @@ static napi_value encode_inodes(napi_env env, napi_callback_info info) {
   const uint8_t *kind = col[C_KIND];
   const uint16_t *perm = col[C_PERM], *flen = col[C_FLEN];
   const uint32_t *uid = col[C_UID], *gid = col[C_GID], *mnsec = col[C_MNSEC], *ansec = col[C_ANSEC], *cnsec = col[C_CNSEC], *flog = col[C_FLOG],
-                 *fphys = col[C_FPHYS], *xset = col[C_XSET], *inl = col[C_INLINE], *xblock = col[C_XBLOCK], *ino = col[C_INO], *links = col[C_LINKS];
+                 *fphys = col[C_FPHYS], *xset = col[C_XSET], *inl = col[C_INLINE], *xblock = col[C_XBLOCK], *ino = col[C_INO], *links = col[C_LINKS],
+                 *targetAt = col[C_TARGETAT];
+  const unsigned char *targets = col[C_TARGETS];
+  size_t targetsLen = collen[C_TARGETS];
   const double *msec = col[C_MSEC], *asec = col[C_ASEC], *csec = col[C_CSEC], *size = col[C_SIZE];
   static const uint32_t FILE_FORMAT[6] = {0100000, 0040000, 0120000, 0020000, 0060000, 0010000};
   size_t ns = 0;
@@ -1047,7 +1050,7 @@ static napi_value encode_inodes(napi_env env, napi_callback_info info) {
       return NULL;
     }
     uint8_t k = kind[n];
-    if (special[n] || (k != 0 && k != 1 && k != 5) || xset[n] != 0 || inl[n] != 0) {
+    if (special[n] || k == 3 || k == 4 || k > 5 || xset[n] != 0 || inl[n] != 0 || (k == 2 && size[n] < 60 && targetAt[n] + size[n] > targetsLen)) {
       specials[ns++] = (int32_t)at;
       continue;
     }
@@ -1065,8 +1068,9 @@ static napi_value encode_inodes(napi_env env, napi_callback_info info) {
     uint64_t sectors = ((uint64_t)flen[n] + (xblock[n] != 0 ? 1 : 0)) * 8;
     put32(in + 28, (uint32_t)sectors);
     put16(in + 116, (uint32_t)(sectors >> 32));
-    bool extents = k != 5;
+    bool extents = k == 0 || k == 1 || (k == 2 && sz >= 60); /* a long symlink's target is in a block */
     put32(in + 32, extents ? 0x80000 : 0);
+    if (k == 2 && !extents) memcpy(in + 40, targets + targetAt[n], (size_t)sz); /* a fast symlink's target in i_block */
     if (extents) {
       uint32_t extentCount = flen[n] == 0 ? 0 : 1;
       put16(in + 40, 0xf30a);

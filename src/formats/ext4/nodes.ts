@@ -174,6 +174,11 @@ export class NodeTable {
     return this.targetBytes().subarray(this.targetAt[id]!, this.targetAt[id]! + this.size[id]!);
   }
 
+  /** The symlink targets' bytes, back to back (`targetAt` and `size` locate each; valid until the next setTarget). */
+  targetArena(): Uint8Array {
+    return this.targets.bytes;
+  }
+
   /** Copies the symlink's target bytes to dst[at...] (no view made: one per fast symlink's inode). */
   copyTarget(id: number, dst: Uint8Array, at: number): void {
     const bytes = this.targets.bytes;

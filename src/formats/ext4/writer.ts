@@ -933,10 +933,10 @@ export class Ext4Writer {
     };
     // the native helper encodes the common inodes (fsx.c encodeInodes: the same bytes), this
     // code the rest: those with side records (more extents, an extent tree, device numbers),
-    // xattrs, inline data, symlinks
+    // xattrs or inline data
     const encodeInodes = encodeInodesCall();
     const native = encodeInodes && {
-      columns: [t.kind, t.perm, t.uid, t.gid, t.mSec, t.mNsec, t.aSec, t.aNsec, t.cSec, t.cNsec, t.size, t.firstLogical, t.firstLength, t.firstPhysical, t.xattrSet, t.inlineAt, t.xattrBlock, t.ino, t.links],
+      columns: [t.kind, t.perm, t.uid, t.gid, t.mSec, t.mNsec, t.aSec, t.aNsec, t.cSec, t.cNsec, t.size, t.firstLogical, t.firstLength, t.firstPhysical, t.xattrSet, t.inlineAt, t.xattrBlock, t.ino, t.links, t.targetAt, t.targetArena()],
       special: new Uint8Array(t.count),
       specials: new Int32Array(pieceInodes),
       out: new Float64Array(3),
