@@ -75,6 +75,10 @@
  *     columns as its JavaScript encoder does, the others listed for it (below). A cold
  *     conversion otherwise ran the per-inode JavaScript unoptimized for most of 30,000 inodes.
  *
+ *   metadataNodes(kind, size, xattrSet, inlineAt, special, byIno, out) -> count
+ *     Which nodes may append blocks when the ext4 writer finishes (below), so that its loop
+ *     visits those only.
+ *
  *   allocate(fd, offset, length) -> 0 | errno
  *     fallocate(2) of a range the caller is about to write (below).
  *
@@ -1104,6 +1108,47 @@ static napi_value encode_inodes(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * metadataNodes(kind, size, xattrSet, inlineAt, special, byIno, out) -> count
+ *   The positions in byIno of the nodes that may append blocks when the ext4 writer finishes
+ *   (appendInodeMetadata: directories, symlinks of 60 bytes or more, nodes with xattrs, inline
+ *   data or side records), in order, into the Int32Array `out`; the writer skips the others.
+ */
+static napi_value metadata_nodes(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  uint8_t *kind, *special;
+  double *size;
+  uint32_t *xset, *inl, *byIno;
+  int32_t *out;
+  size_t kindLen, sizeLen, xsetLen, inlLen, specialLen, byInoLen, outLen;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 7 || !typed(env, argv[0], napi_uint8_array, (void **)&kind, &kindLen) ||
+      !typed(env, argv[1], napi_float64_array, (void **)&size, &sizeLen) || !typed(env, argv[2], napi_uint32_array, (void **)&xset, &xsetLen) ||
+      !typed(env, argv[3], napi_uint32_array, (void **)&inl, &inlLen) || !typed(env, argv[4], napi_uint8_array, (void **)&special, &specialLen) ||
+      !typed(env, argv[5], napi_uint32_array, (void **)&byIno, &byInoLen) || !typed(env, argv[6], napi_int32_array, (void **)&out, &outLen) ||
+      outLen < byInoLen) {
+    napi_throw_type_error(env, NULL, "metadataNodes(kind, size, xattrSet, inlineAt, special, byIno, out)");
+    return NULL;
+  }
+  size_t rows = kindLen;
+  if (sizeLen < rows) rows = sizeLen;
+  if (xsetLen < rows) rows = xsetLen;
+  if (inlLen < rows) rows = inlLen;
+  if (specialLen < rows) rows = specialLen;
+  int32_t count = 0;
+  for (size_t i = 0; i < byInoLen; i++) {
+    uint32_t n = byIno[i];
+    if (n >= rows) {
+      napi_throw_range_error(env, NULL, "metadataNodes: a node past the columns");
+      return NULL;
+    }
+    if (kind[n] == 1 || (kind[n] == 2 && size[n] >= 60) || xset[n] != 0 || inl[n] != 0 || special[n]) out[count++] = (int32_t)i;
+  }
+  napi_value r;
+  napi_create_int32(env, count, &r);
+  return r;
+}
+
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static bool sha256_ok;
 #ifdef FSX_HAVE_CLMUL
@@ -1136,7 +1181,8 @@ NAPI_MODULE_INIT() {
     napi_callback fn;
   } fns[] = {{"dataExtents", data_extents}, {"mapShared", map_shared}, {"dropResident", drop_resident},
              {"mapRead", map_read},        {"unmap", unmap},           {"setPipeSize", set_pipe_size},
-             {"tarHeader", tar_header},   {"allocate", allocate_range}, {"encodeInodes", encode_inodes}};
+             {"tarHeader", tar_header},   {"allocate", allocate_range}, {"encodeInodes", encode_inodes},
+             {"metadataNodes", metadata_nodes}};
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value fn;
     if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &fn) != napi_ok) return NULL;

@@ -28,7 +28,7 @@ import { dirname, resolve } from 'node:path';
 import { invalidArgument } from '../../services/errdefs.js';
 import { TRIM_EVERY, trimResident } from '../../services/fsutil/spill.js';
 import type { IoMode } from '../../services/fsutil/io-mode.js';
-import { allocateCall, encodeInodesCall } from '../../services/fsutil/native.js';
+import { allocateCall, encodeInodesCall, metadataNodesCall } from '../../services/fsutil/native.js';
 import type { TarEntry } from '../tar/reader.js';
 import type { TarTime } from '../tar/types.js';
 import { encodeXattrBlock, placeXattrs, writeInInodeXattrs, type PlacedXattrs, type Xattr } from './xattr.js';
@@ -875,11 +875,31 @@ export class Ext4Writer {
     // every block from here to M belongs to a live inode
     this.flush();
     const metaStart = this.next;
-    for (let i = 0; i < byIno.length; i++) {
-      if ((i & TRIM_EVERY) === 0) trimResident();
-      this.appendInodeMetadata(byIno[i]!);
+    // nodes kept in the writer's side records (more extents, device numbers; extent trees from
+    // here on): the native helper leaves them to the code here
+    const special = new Uint8Array(t.count);
+    const markSpecial = () => {
+      for (const n of t.moreExtents.keys()) special[n] = 1;
+      for (const n of t.ext.keys()) special[n] = 1;
+    };
+    markSpecial();
+    const metadataNodes = metadataNodesCall();
+    if (metadataNodes) {
+      // only the nodes that may append something, in the same order (the others append nothing)
+      const positions = new Int32Array(byIno.length);
+      const count = metadataNodes(t.kind, t.size, t.xattrSet, t.inlineAt, special, byIno, positions);
+      for (let i = 0; i < count; i++) {
+        if ((i & TRIM_EVERY) === 0) trimResident();
+        this.appendInodeMetadata(byIno[positions[i]!]!);
+      }
+    } else {
+      for (let i = 0; i < byIno.length; i++) {
+        if ((i & TRIM_EVERY) === 0) trimResident();
+        this.appendInodeMetadata(byIno[i]!);
+      }
     }
     this.flush();
+    markSpecial();
 
     // groups and inode tables
     const M = this.next;
@@ -937,14 +957,10 @@ export class Ext4Writer {
     const encodeInodes = encodeInodesCall();
     const native = encodeInodes && {
       columns: [t.kind, t.perm, t.uid, t.gid, t.mSec, t.mNsec, t.aSec, t.aNsec, t.cSec, t.cNsec, t.size, t.firstLogical, t.firstLength, t.firstPhysical, t.xattrSet, t.inlineAt, t.xattrBlock, t.ino, t.links, t.targetAt, t.targetArena()],
-      special: new Uint8Array(t.count),
+      special,
       specials: new Int32Array(pieceInodes),
       out: new Float64Array(3),
     };
-    if (native) {
-      for (const n of t.moreExtents.keys()) native.special[n] = 1;
-      for (const n of t.ext.keys()) native.special[n] = 1;
-    }
     let at = 0;
     for (let g = 0; g < groups; g++) {
       for (let slot = 0; slot < ipg; slot += pieceInodes) {

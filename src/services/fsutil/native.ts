@@ -19,8 +19,10 @@
  *   the values are the same.
  * - `allocate(fd, offset, length)`: fallocate(2) of a range about to be written (ext4 then
  *   skips its per-page delayed-allocation work in the write). Fallback: the write allocates.
- * - `encodeInodes(...)`: a piece of an ext4 inode table's common inodes (regular files and
- *   directories of one extent, FIFOs, without xattrs). Fallback: the writer's own encoder.
+ * - `encodeInodes(...)`: a piece of an ext4 inode table's common inodes (regular files,
+ *   directories and symlinks of one extent or none, FIFOs, without xattrs), and
+ *   `metadataNodes(...)` the nodes that may append blocks when the writer finishes. Fallback:
+ *   the writer's own encoder and loop.
  * - `tarHeader(block, out)`: a tar header block's checksum and octal fields decoded in one call
  *   (formats/tar/header.ts), or 0 for anything unusual. Fallback: the JavaScript decoder.
  */
@@ -37,6 +39,7 @@ interface FsxBinding {
   tarHeader?(block: Uint8Array, out: Float64Array): number;
   allocate?(fd: number, offset: number, length: number): number;
   encodeInodes?: EncodeInodes;
+  metadataNodes?: MetadataNodes;
   sha256Blocks?(data: Buffer, salt: Buffer, out: Buffer): void;
   crc?(which: number, buffer: Uint8Array, previous?: number): number;
   readChecksum?(fd: number, buffer: Buffer, position: number, which: number, out: Uint32Array, callback: (err: Error | null, bytesRead: number) => void): void;
@@ -128,6 +131,14 @@ export type EncodeInodes = (
   specials: Int32Array,
   out: Float64Array,
 ) => void;
+
+/** fsx.c metadataNodes: see there, and the ext4 writer's finish. */
+export type MetadataNodes = (kind: Uint8Array, size: Float64Array, xattrSet: Uint32Array, inlineAt: Uint32Array, special: Uint8Array, byIno: Uint32Array, out: Int32Array) => number;
+
+/** The native filter of the nodes the ext4 writer's finish visits for metadata (as encodeInodesCall). */
+export function metadataNodesCall(): MetadataNodes | undefined {
+  return process.env.WINSNAP_NO_NATIVE_INODES === '1' ? undefined : load()?.metadataNodes;
+}
 
 /**
  * The native encoder of a piece of an ext4 inode table's common inodes (the ext4 writer's
