@@ -128,18 +128,20 @@ describe('winsnap convert', () => {
     }
   });
 
-  test('synchronous I/O and the thread pool (WINSNAP_IO=sync|pool) give the same image, digest and root hash', async () => {
+  test('synchronous I/O, the thread pool (WINSNAP_IO=sync|pool) and no native helper (WINSNAP_NO_NATIVE=1) give the same image, digest and root hash', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'winsnap-convert-io-'));
     try {
       const ref = await byPathReference(dir, 40, ['--verity']); // ~10 MB: many read chunks and write buffers
-      const results = ['sync', 'pool'].map((mode) => {
-        const out = join(dir, `${mode}.vhd`);
-        const r = spawnSync(BIN, ['convert', 'tar2vhd', '-i', join(dir, 'l.tar'), '-o', out, '--verity', '--json'], { env: { ...process.env, WINSNAP_IO: mode } });
+      const variants: Record<string, NodeJS.ProcessEnv> = { sync: { WINSNAP_IO: 'sync' }, pool: { WINSNAP_IO: 'pool' }, 'no-native': { WINSNAP_NO_NATIVE: '1' } };
+      const results = Object.entries(variants).map(([name, env]) => {
+        const out = join(dir, `${name}.vhd`);
+        const r = spawnSync(BIN, ['convert', 'tar2vhd', '-i', join(dir, 'l.tar'), '-o', out, '--verity', '--json'], { env: { ...process.env, ...env } });
         assert.equal(r.status, 0, r.stderr.toString());
-        assert.ok(readFileSync(out).equals(readFileSync(ref.image)), `${mode}: the image`);
+        assert.ok(readFileSync(out).equals(readFileSync(ref.image)), `${name}: the image`);
         return JSON.parse(r.stdout.toString()) as { digest: string; rootHash: string };
       });
       assert.deepEqual(results[0], results[1]);
+      assert.deepEqual(results[0], results[2]);
       assert.equal(results[0]!.digest, ref.digest);
       assert.match(results[0]!.rootHash, /^[0-9a-f]{64}$/);
     } finally {
