@@ -75,6 +75,9 @@
  *     columns as its JavaScript encoder does, the others listed for it (below). A cold
  *     conversion otherwise ran the per-inode JavaScript unoptimized for most of 30,000 inodes.
  *
+ *   dirBlocks(columns, dir, parent, out, origin) -> blocks
+ *     A directory's linear ext4 blocks, built from the writer's entry and node columns (below).
+ *
  *   metadataNodes(kind, size, xattrSet, inlineAt, special, byIno, out) -> count
  *     Which nodes may append blocks when the ext4 writer finishes (below), so that its loop
  *     visits those only.
@@ -1149,6 +1152,119 @@ static napi_value metadata_nodes(napi_env env, napi_callback_info info) {
   return r;
 }
 
+/*
+ * dirBlocks([firstOf, nextOf, nodeOf, nameAt, nameLen, names, ino, kind], dir, parent, out, origin) -> blocks
+ *   A directory's linear ext4 blocks as writer.ts appendDir builds them: ".", "..", then its
+ *   entries in order (a handle e is 1-based: nextOf[e-1], nodeOf[e-1], nameAt[e-1] and
+ *   nameLen[e-1] in the writer's DirectoryEntries), each record 8 bytes + the name, 4-aligned,
+ *   the last record of a block taking the block's rest. Returns the number of blocks; with
+ *   `out` (a Uint8Array, not null) also writes them, zeroed first, at out[origin...] when they
+ *   fit there (else writes nothing: the caller builds the directory itself).
+ */
+static napi_value dir_blocks(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  uint32_t ncols = 0;
+  bool isArray = false;
+  void *col[8];
+  size_t len[8];
+  static const napi_typedarray_type types[8] = {napi_uint32_array, napi_uint32_array, napi_uint32_array, napi_uint32_array,
+                                                napi_uint8_array,  napi_uint8_array,  napi_uint32_array, napi_uint8_array};
+  int64_t dir, parent, origin;
+  const char *usage = "dirBlocks(columns, dir, parent, out | null, origin)";
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 5 || napi_is_array(env, argv[0], &isArray) != napi_ok || !isArray ||
+      napi_get_array_length(env, argv[0], &ncols) != napi_ok || ncols != 8 || napi_get_value_int64(env, argv[1], &dir) != napi_ok ||
+      napi_get_value_int64(env, argv[2], &parent) != napi_ok || napi_get_value_int64(env, argv[4], &origin) != napi_ok || dir < 0 || parent < 0 ||
+      origin < 0) {
+    napi_throw_type_error(env, NULL, usage);
+    return NULL;
+  }
+  for (uint32_t i = 0; i < 8; i++) {
+    napi_value v;
+    if (napi_get_element(env, argv[0], i, &v) != napi_ok || !typed(env, v, types[i], &col[i], &len[i])) {
+      napi_throw_type_error(env, NULL, usage);
+      return NULL;
+    }
+  }
+  const uint32_t *firstOf = col[0], *nextOf = col[1], *nodeOf = col[2], *nameAt = col[3], *ino = col[6];
+  const uint8_t *nameLen = col[4], *names = col[5], *kind = col[7];
+  size_t rows = len[1] < len[2] ? len[1] : len[2];
+  if (len[3] < rows) rows = len[3];
+  if (len[4] < rows) rows = len[4];
+  size_t nodes = len[6] < len[7] ? len[6] : len[7];
+  if ((size_t)dir >= nodes || (size_t)parent >= nodes) {
+    napi_throw_range_error(env, NULL, "dirBlocks: a node past the columns");
+    return NULL;
+  }
+  uint32_t first = (size_t)dir < len[0] ? firstOf[dir] : 0;
+  /* the blocks: "." and ".." (12 bytes each) start the first */
+  uint64_t blocks = 1, pos = 24, seen = 0;
+  for (uint32_t e = first; e != 0; e = nextOf[e - 1]) {
+    if (e - 1 >= rows || ++seen > rows) {
+      napi_throw_range_error(env, NULL, "dirBlocks: a broken entry list");
+      return NULL;
+    }
+    uint32_t rec = ((uint32_t)nameLen[e - 1] + 11) & ~3u;
+    if (pos + rec > 4096) blocks++, pos = 0;
+    pos += rec;
+  }
+  napi_valuetype outType;
+  if (napi_typeof(env, argv[3], &outType) != napi_ok) return NULL;
+  if (outType != napi_null) {
+    unsigned char *out;
+    size_t outLen;
+    if (!typed(env, argv[3], napi_uint8_array, (void **)&out, &outLen)) {
+      napi_throw_type_error(env, NULL, usage);
+      return NULL;
+    }
+    if ((uint64_t)origin + blocks * 4096 <= outLen) {
+      static const unsigned char FILE_TYPE[6] = {1, 2, 7, 3, 4, 5};
+      unsigned char *d = out + origin;
+      memset(d, 0, (size_t)blocks * 4096);
+      uint64_t base = 0, at = 0, lastAt = 0;
+      pos = 0;
+      for (int step = 0;; step++) {
+        uint32_t node, nlen;
+        const unsigned char *name;
+        static const unsigned char DOTS[2] = {'.', '.'};
+        uint32_t e = 0;
+        if (step == 0) node = (uint32_t)dir, nlen = 1, name = DOTS;
+        else if (step == 1) node = (uint32_t)parent, nlen = 2, name = DOTS;
+        else {
+          e = step == 2 ? first : nextOf[at - 1];
+          if (e == 0) break;
+          node = nodeOf[e - 1], nlen = nameLen[e - 1];
+          if (node >= nodes || (size_t)nameAt[e - 1] + nlen > len[5]) {
+            napi_throw_range_error(env, NULL, "dirBlocks: an entry past the columns");
+            return NULL;
+          }
+          name = names + nameAt[e - 1];
+          at = e;
+        }
+        uint32_t rec = (nlen + 11) & ~3u;
+        if (pos + rec > 4096) {
+          put16(d + lastAt + 4, (uint32_t)(4096 - (lastAt - base)));
+          base += 4096;
+          pos = 0;
+        }
+        unsigned char *r = d + base + pos;
+        uint8_t k = kind[node];
+        put32(r, ino[node]);
+        put16(r + 4, rec);
+        r[6] = (unsigned char)nlen;
+        r[7] = k < 6 ? FILE_TYPE[k] : 0;
+        memcpy(r + 8, name, nlen);
+        lastAt = base + pos;
+        pos += rec;
+      }
+      put16(d + lastAt + 4, (uint32_t)(4096 - (lastAt - base)));
+    }
+  }
+  napi_value r;
+  napi_create_double(env, (double)blocks, &r);
+  return r;
+}
+
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static bool sha256_ok;
 #ifdef FSX_HAVE_CLMUL
@@ -1182,7 +1298,7 @@ NAPI_MODULE_INIT() {
   } fns[] = {{"dataExtents", data_extents}, {"mapShared", map_shared}, {"dropResident", drop_resident},
              {"mapRead", map_read},        {"unmap", unmap},           {"setPipeSize", set_pipe_size},
              {"tarHeader", tar_header},   {"allocate", allocate_range}, {"encodeInodes", encode_inodes},
-             {"metadataNodes", metadata_nodes}};
+             {"metadataNodes", metadata_nodes}, {"dirBlocks", dir_blocks}};
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value fn;
     if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &fn) != napi_ok) return NULL;

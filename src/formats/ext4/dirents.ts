@@ -207,6 +207,15 @@ export class DirectoryEntries {
     else this.insert(h, hash);
   }
 
+  /**
+   * The arrays behind first/next/node/nameOffset/nameLength and `names`, for native code
+   * (fsx.c dirBlocks): [firstOf, nextOf, nodeOf, nameAt, nameLen, names]. Valid until the next
+   * add() or set().
+   */
+  linkArrays(): [U32, U32, U32, U32, U8, U8] {
+    return [this.firstOf, this.nextOf, this.nodeOf, this.nameAt, this.nameLen, this.arena.bytes];
+  }
+
   /** The names, UTF-8 (an entry's is `nameLength` bytes from `nameOffset`); a new array after an add() that moved them. */
   get names(): U8 {
     return this.arena.bytes;

@@ -28,7 +28,7 @@ import { dirname, resolve } from 'node:path';
 import { invalidArgument } from '../../services/errdefs.js';
 import { TRIM_EVERY, trimResident } from '../../services/fsutil/spill.js';
 import type { IoMode } from '../../services/fsutil/io-mode.js';
-import { allocateCall, encodeInodesCall, metadataNodesCall } from '../../services/fsutil/native.js';
+import { allocateCall, dirBlocksCall, encodeInodesCall, metadataNodesCall } from '../../services/fsutil/native.js';
 import type { TarEntry } from '../tar/reader.js';
 import type { TarTime } from '../tar/types.js';
 import { encodeXattrBlock, placeXattrs, writeInInodeXattrs, type PlacedXattrs, type Xattr } from './xattr.js';
@@ -1038,6 +1038,21 @@ export class Ext4Writer {
   private appendDir(dir: number, parent: number): { first: number; count: number } {
     const t = this.nodes;
     const d = this.entries;
+    const native = dirBlocksCall();
+    if (native) {
+      // the native helper builds a directory that fits the write buffer in place (the same bytes)
+      const columns = [...d.linkArrays(), t.ino, t.kind];
+      const blocks = native(columns, dir, parent, null, 0);
+      if (blocks * BLOCK <= this.buf.length) {
+        this.checkSize(this.next + blocks);
+        if (this.bufLen + blocks * BLOCK > this.buf.length) this.flush();
+        native(columns, dir, parent, this.buf, this.bufLen);
+        const first = this.next;
+        this.bufLen += blocks * BLOCK;
+        this.next += blocks;
+        return { first, count: blocks };
+      }
+    }
     // count the blocks first: a directory that fits the write buffer is then built in place
     let blocks = 1;
     let pos = recLen(1) + recLen(2);

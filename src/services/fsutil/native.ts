@@ -20,9 +20,9 @@
  * - `allocate(fd, offset, length)`: fallocate(2) of a range about to be written (ext4 then
  *   skips its per-page delayed-allocation work in the write). Fallback: the write allocates.
  * - `encodeInodes(...)`: a piece of an ext4 inode table's common inodes (regular files,
- *   directories and symlinks of one extent or none, FIFOs, without xattrs), and
- *   `metadataNodes(...)` the nodes that may append blocks when the writer finishes. Fallback:
- *   the writer's own encoder and loop.
+ *   directories and symlinks of one extent or none, FIFOs, without xattrs),
+ *   `metadataNodes(...)` the nodes that may append blocks when the writer finishes, and
+ *   `dirBlocks(...)` a directory's blocks. Fallback: the writer's own code.
  * - `tarHeader(block, out)`: a tar header block's checksum and octal fields decoded in one call
  *   (formats/tar/header.ts), or 0 for anything unusual. Fallback: the JavaScript decoder.
  */
@@ -40,6 +40,7 @@ interface FsxBinding {
   allocate?(fd: number, offset: number, length: number): number;
   encodeInodes?: EncodeInodes;
   metadataNodes?: MetadataNodes;
+  dirBlocks?: DirBlocks;
   sha256Blocks?(data: Buffer, salt: Buffer, out: Buffer): void;
   crc?(which: number, buffer: Uint8Array, previous?: number): number;
   readChecksum?(fd: number, buffer: Buffer, position: number, which: number, out: Uint32Array, callback: (err: Error | null, bytesRead: number) => void): void;
@@ -131,6 +132,14 @@ export type EncodeInodes = (
   specials: Int32Array,
   out: Float64Array,
 ) => void;
+
+/** fsx.c dirBlocks: see there, and the ext4 writer's appendDir. */
+export type DirBlocks = (columns: readonly ArrayBufferView[], dir: number, parent: number, out: Uint8Array | null, origin: number) => number;
+
+/** The native builder of a directory's blocks (as encodeInodesCall). */
+export function dirBlocksCall(): DirBlocks | undefined {
+  return process.env.WINSNAP_NO_NATIVE_INODES === '1' ? undefined : load()?.dirBlocks;
+}
 
 /** fsx.c metadataNodes: see there, and the ext4 writer's finish. */
 export type MetadataNodes = (kind: Uint8Array, size: Float64Array, xattrSet: Uint32Array, inlineAt: Uint32Array, special: Uint8Array, byIno: Uint32Array, out: Int32Array) => number;
