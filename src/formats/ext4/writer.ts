@@ -21,6 +21,10 @@
  * Memory: the metadata of every inode and directory entry, in typed-array tables (nodes.ts,
  * dirents.ts; ~125 bytes an entry), no file data. Deterministic: the UUID is derived from a
  * caller-supplied seed (tar2vhd: a CRC fingerprint of the tar), nothing depends on the clock.
+ * Where the native helper is built (services/fsutil/native.ts), the common inodes and the
+ * directories that fit the write buffer are encoded by it from these tables, the same bytes
+ * as the code here writes (WINSNAP_NO_NATIVE_INODES=1 turns it off; tests compare), and each
+ * write allocates its blocks first.
  */
 import { close, closeSync, ftruncateSync, lstatSync, openSync, unlinkSync, write, writeSync } from 'node:fs';
 import { createHash } from 'node:crypto';
