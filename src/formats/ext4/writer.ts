@@ -485,9 +485,15 @@ export class Ext4Writer {
    * the value in its place), or undefined when it has none. The values are views of the input.
    */
   private xattrsOf(e: TarEntry): Xattr[] | undefined {
+    const h = e.header;
+    // most entries have no PAX records at all: no array made, no iterator run (each entry's
+    // `for…of` over two lists cost ~7 ms of a cold conversion of the bench tar)
+    if (h.globalPax.length === 0 && h.pax.length === 0) return undefined;
     let xs: Xattr[] | undefined;
-    for (const list of [e.header.globalPax, e.header.pax]) {
-      for (const r of list) {
+    for (let l = 0; l < 2; l++) {
+      const list = l === 0 ? h.globalPax : h.pax;
+      for (let i = 0; i < list.length; i++) {
+        const r = list[i]!;
         if (!r.key.startsWith('SCHILY.xattr.')) continue;
         putXattr((xs ??= []), { name: r.key.slice('SCHILY.xattr.'.length), value: r.value });
       }
