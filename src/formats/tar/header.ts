@@ -203,8 +203,15 @@ export function decodeHeader(block: Buffer, ctx: HeaderContext, maxEntrySize: nu
   let name = nameLen === 0 ? EMPTY : block.subarray(0, nameLen);
   if (prefixLen > 0) name = Buffer.concat([block.subarray(F.prefix[0], F.prefix[0] + prefixLen), SLASH, name]);
   const linkLen = o[11]!;
-  const unameLen = o[12]!;
-  const gnameLen = o[13]!;
+  // the owner names and the time of consecutive headers are mostly the same: the last ones are
+  // kept (the names as copies, since headers come from reused chunks) instead of a view and a
+  // BigInt made per header
+  const uname = (lastUname = ownerName(block, F.uname[0], o[12]!, lastUname));
+  const gname = (lastGname = ownerName(block, F.gname[0], o[13]!, lastGname));
+  if (o[5] !== lastMtime) {
+    lastMtime = o[5]!;
+    lastMtimeBig = BigInt(lastMtime);
+  }
   return {
     name,
     linkname: linkLen === 0 ? EMPTY : block.subarray(F.linkname[0], F.linkname[0] + linkLen),
@@ -213,13 +220,29 @@ export function decodeHeader(block: Buffer, ctx: HeaderContext, maxEntrySize: nu
     uid: o[2]!,
     gid: o[3]!,
     size: o[4]!,
-    mtime: BigInt(o[5]!),
-    uname: unameLen === 0 ? EMPTY : block.subarray(F.uname[0], F.uname[0] + unameLen),
-    gname: gnameLen === 0 ? EMPTY : block.subarray(F.gname[0], F.gname[0] + gnameLen),
+    mtime: lastMtimeBig,
+    uname,
+    gname,
     devmajor: o[6]!,
     devminor: o[7]!,
     magic,
   };
+}
+
+let lastUname: Buffer = EMPTY;
+let lastGname: Buffer = EMPTY;
+let lastMtime = 0;
+let lastMtimeBig = 0n;
+
+/** The `len` bytes at block[off]: `last` when they are the same bytes, else a copy. */
+function ownerName(block: Buffer, off: number, len: number, last: Buffer): Buffer {
+  if (len === 0) return EMPTY;
+  if (last.length === len) {
+    let i = 0;
+    while (i < len && last[i] === block[off + i]) i++;
+    if (i === len) return last;
+  }
+  return Buffer.from(block.subarray(off, off + len));
 }
 
 /** decodeHeader in JavaScript: every block, every error (exported for the tests that compare). */
