@@ -16,7 +16,7 @@
 import { closeSync, openSync, read, readSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { later } from '../promises.js';
-import { CRC32_BIT, CRC32C_BIT, crcCall, readChecksumCall } from './native.js';
+import { CRC32_BIT, CRC32C_BIT, readChecksumCall } from './native.js';
 
 /** What a reader feeds CRCs to (formats/checksum.ts StreamFingerprint). */
 export interface CrcSink {
@@ -41,8 +41,8 @@ export interface ReadFileChunksOptions {
   fingerprint?: CrcSink;
   /**
    * Read with synchronous calls on the calling thread, one chunk at a time (fsutil/io-mode.ts:
-   * faster on two cores), yielding to the event loop every 64 MiB; the fingerprint's CRCs are
-   * then computed here (the native helper's `crc`, else the sink's own code).
+   * faster on two cores), yielding to the event loop every 64 MiB; the fingerprint is then fed
+   * each chunk here (its update() continues the CRCs, with the native `crc` where built).
    */
   sync?: boolean;
 }
@@ -99,7 +99,6 @@ async function* readFileChunksSync(path: string, opts: ReadFileChunksOptions): A
   // the consumer may use a chunk until it asks for the one after the next: two buffers
   const ring = [Buffer.allocUnsafe(size), Buffer.allocUnsafe(size)];
   const fingerprint = opts.fingerprint;
-  const crc = fingerprint ? crcCall() : undefined;
   const fd = openSync(path, 'r');
   try {
     for (let i = 0, pos = 0, sinceYield = 0; ; i++) {
@@ -112,8 +111,7 @@ async function* readFileChunksSync(path: string, opts: ReadFileChunksOptions): A
       }
       if (n === 0) return;
       const chunk = n < size ? buffer.subarray(0, n) : buffer;
-      if (crc) fingerprint!.append(n, crc(CRC32_BIT, chunk), crc(CRC32C_BIT, chunk));
-      else fingerprint?.update(chunk);
+      fingerprint?.update(chunk);
       pos += n;
       sinceYield += n;
       if (sinceYield >= SYNC_YIELD_BYTES) {
