@@ -32,7 +32,7 @@ import { dirname, resolve } from 'node:path';
 import { invalidArgument } from '../../services/errdefs.js';
 import { TRIM_EVERY, trimResident } from '../../services/fsutil/spill.js';
 import type { IoMode } from '../../services/fsutil/io-mode.js';
-import { allocateCall, dirBlocksCall, encodeInodesCall, metadataNodesCall } from '../../services/fsutil/native.js';
+import { allocateCall, ext4NativeCalls } from '../../services/fsutil/native.js';
 import type { TarEntry } from '../tar/reader.js';
 import type { TarTime } from '../tar/types.js';
 import { encodeXattrBlock, placeXattrs, writeInInodeXattrs, type PlacedXattrs, type Xattr } from './xattr.js';
@@ -885,19 +885,19 @@ export class Ext4Writer {
     // every block from here to M belongs to a live inode
     this.flush();
     const metaStart = this.next;
+    const natives = ext4NativeCalls();
     // nodes kept in the writer's side records (more extents, device numbers; extent trees from
     // here on): the native helper leaves them to the code here
-    const special = new Uint8Array(t.count);
+    const special = new Uint8Array(natives ? t.count : 0);
     const markSpecial = () => {
       for (const n of t.moreExtents.keys()) special[n] = 1;
       for (const n of t.ext.keys()) special[n] = 1;
     };
-    markSpecial();
-    const metadataNodes = metadataNodesCall();
-    if (metadataNodes) {
+    if (natives) {
+      markSpecial();
       // only the nodes that may append something, in the same order (the others append nothing)
       const positions = new Int32Array(byIno.length);
-      const count = metadataNodes(t.kind, t.size, t.xattrSet, t.inlineAt, special, byIno, positions);
+      const count = natives.metadataNodes(t.kind, t.size, t.xattrSet, t.inlineAt, special, byIno, positions);
       for (let i = 0; i < count; i++) {
         if ((i & TRIM_EVERY) === 0) trimResident();
         this.appendInodeMetadata(byIno[positions[i]!]!);
@@ -909,7 +909,7 @@ export class Ext4Writer {
       }
     }
     this.flush();
-    markSpecial();
+    if (natives) markSpecial();
 
     // groups and inode tables
     const M = this.next;
@@ -964,8 +964,7 @@ export class Ext4Writer {
     // the native helper encodes the common inodes (fsx.c encodeInodes: the same bytes), this
     // code the rest: those with side records (more extents, an extent tree, device numbers),
     // xattrs or inline data
-    const encodeInodes = encodeInodesCall();
-    const native = encodeInodes && {
+    const native = natives && {
       columns: [t.kind, t.perm, t.uid, t.gid, t.mSec, t.mNsec, t.aSec, t.aNsec, t.cSec, t.cNsec, t.size, t.firstLogical, t.firstLength, t.firstPhysical, t.xattrSet, t.inlineAt, t.xattrBlock, t.ino, t.links, t.targetAt, t.targetArena()],
       special,
       specials: new Int32Array(pieceInodes),
@@ -979,7 +978,7 @@ export class Ext4Writer {
         piece.fill(0);
         if (native) {
           trimResident();
-          encodeInodes(native.columns, native.special, byIno, at, firstIno, count, piece, used, metaStart, native.specials, native.out);
+          natives.encodeInodes(native.columns, native.special, byIno, at, firstIno, count, piece, used, metaStart, native.specials, native.out);
           at = native.out[0]!;
           dirsByGroup[g]! += native.out[1]!;
           for (let i = 0; i < native.out[2]!; i++) tableEntry(byIno[native.specials[i]!]!, firstIno, g);
@@ -1048,7 +1047,7 @@ export class Ext4Writer {
   private appendDir(dir: number, parent: number): { first: number; count: number } {
     const t = this.nodes;
     const d = this.entries;
-    const native = dirBlocksCall();
+    const native = ext4NativeCalls()?.dirBlocks;
     if (native) {
       // the native helper builds a directory that fits the write buffer in place (the same bytes)
       const columns = [...d.linkArrays(), t.ino, t.kind];

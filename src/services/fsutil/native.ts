@@ -136,26 +136,25 @@ export type EncodeInodes = (
 /** fsx.c dirBlocks: see there, and the ext4 writer's appendDir. */
 export type DirBlocks = (columns: readonly ArrayBufferView[], dir: number, parent: number, out: Uint8Array | null, origin: number) => number;
 
-/** The native builder of a directory's blocks (as encodeInodesCall). */
-export function dirBlocksCall(): DirBlocks | undefined {
-  return process.env.WINSNAP_NO_NATIVE_INODES === '1' ? undefined : load()?.dirBlocks;
-}
-
 /** fsx.c metadataNodes: see there, and the ext4 writer's finish. */
 export type MetadataNodes = (kind: Uint8Array, size: Float64Array, xattrSet: Uint32Array, inlineAt: Uint32Array, special: Uint8Array, byIno: Uint32Array, out: Int32Array) => number;
 
-/** The native filter of the nodes the ext4 writer's finish visits for metadata (as encodeInodesCall). */
-export function metadataNodesCall(): MetadataNodes | undefined {
-  return process.env.WINSNAP_NO_NATIVE_INODES === '1' ? undefined : load()?.metadataNodes;
+/** What the ext4 writer's finish has the native helper do (see ext4NativeCalls). */
+export interface Ext4NativeCalls {
+  encodeInodes: EncodeInodes;
+  metadataNodes: MetadataNodes;
+  dirBlocks: DirBlocks;
 }
 
 /**
- * The native encoder of a piece of an ext4 inode table's common inodes (the ext4 writer's
- * finish), or undefined without the native helper (or with WINSNAP_NO_NATIVE_INODES=1, which
- * tests use to compare with the JavaScript encoder).
+ * The native encoders the ext4 writer's finish uses (the common inodes, the nodes to visit for
+ * metadata, directories' blocks), or undefined without the native helper, or with
+ * WINSNAP_NO_NATIVE_INODES=1, which tests use to compare with the writer's own code.
  */
-export function encodeInodesCall(): EncodeInodes | undefined {
-  return process.env.WINSNAP_NO_NATIVE_INODES === '1' ? undefined : load()?.encodeInodes;
+export function ext4NativeCalls(): Ext4NativeCalls | undefined {
+  if (process.env.WINSNAP_NO_NATIVE_INODES === '1') return undefined;
+  const b = load();
+  return b?.encodeInodes && b.metadataNodes && b.dirBlocks ? { encodeInodes: b.encodeInodes, metadataNodes: b.metadataNodes, dirBlocks: b.dirBlocks } : undefined;
 }
 
 /**

@@ -24,7 +24,7 @@ import { decodeVhdFooter, encodeVhdFooter, chsGeometry } from '../../../src/form
 import { decodeVeritySuperblock } from '../../../src/formats/verity/verity.js';
 import { kindOf } from '../../../src/services/errdefs.js';
 import { mappedFilesMade, spilledTables } from '../../../src/services/fsutil/spill.js';
-import { encodeInodesCall } from '../../../src/services/fsutil/native.js';
+import { ext4NativeCalls } from '../../../src/services/fsutil/native.js';
 import { runTool } from '../../helpers/tools.js';
 import { tarEntries } from '../../helpers/wclayer.js';
 
@@ -317,11 +317,11 @@ describe('tar2vhd: ext4 checked by e2fsck and debugfs', () => {
   });
 
   test('the inode tables: the native encoder of the common inodes and the JavaScript one give the same bytes', async () => {
-    assert.equal(typeof encodeInodesCall(), 'function', 'the native helper offers encodeInodes (built by npm ci)');
+    assert.ok(ext4NativeCalls(), 'the native helper offers its ext4 encoders (built by npm ci)');
     const js = join(dir, 'js-inodes.img');
     process.env.WINSNAP_NO_NATIVE_INODES = '1';
     try {
-      assert.equal(encodeInodesCall(), undefined);
+      assert.equal(ext4NativeCalls(), undefined);
       await tar2vhd(Readable.from([tar]), js, { convertWhiteouts: true, footer: false });
     } finally {
       delete process.env.WINSNAP_NO_NATIVE_INODES;
@@ -338,7 +338,7 @@ describe('tar2vhd: ext4 checked by e2fsck and debugfs', () => {
       delete process.env.WINSNAP_NO_NATIVE_INODES;
     }
     assert.equal(sha(readFileSync(a)), sha(readFileSync(b)));
-    const encode = encodeInodesCall()!;
+    const encode = ext4NativeCalls()!.encodeInodes;
     assert.throws(() => encode([], new Uint8Array(1), new Uint32Array(1), 0, 1, 1, new Uint8Array(256), new Uint8Array(1), 0, new Int32Array(1), new Float64Array(3)), /encodeInodes\(columns/);
   });
 
