@@ -987,6 +987,18 @@ static bool typed(napi_env env, napi_value v, napi_typedarray_type want, void **
   return napi_is_typedarray(env, v, &is) == napi_ok && is && napi_get_typedarray_info(env, v, &type, len, data, NULL, NULL) == napi_ok && type == want;
 }
 
+/* `array` is a JS array of exactly `n` typed arrays of the given types: their data and lengths */
+static bool typed_columns(napi_env env, napi_value array, uint32_t n, const napi_typedarray_type *types, void **col, size_t *len) {
+  bool isArray = false;
+  uint32_t count = 0;
+  if (napi_is_array(env, array, &isArray) != napi_ok || !isArray || napi_get_array_length(env, array, &count) != napi_ok || count != n) return false;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value v;
+    if (napi_get_element(env, array, i, &v) != napi_ok || !typed(env, v, types[i], &col[i], &len[i])) return false;
+  }
+  return true;
+}
+
 /*
  * encodeInodes(columns, special, byIno, at, firstIno, count, piece, used, metaStart, specials, out)
  *   One piece of an inode table: for the nodes byIno[at], byIno[at + 1], ... whose inode numbers
@@ -1002,8 +1014,6 @@ static napi_value encode_inodes(napi_env env, napi_callback_info info) {
   napi_value argv[11];
   void *col[C_COUNT];
   size_t collen[C_COUNT];
-  uint32_t ncols = 0;
-  bool isArray = false;
   unsigned char *special, *piece, *used;
   uint32_t *byIno;
   int32_t *specials;
@@ -1011,20 +1021,13 @@ static napi_value encode_inodes(napi_env env, napi_callback_info info) {
   size_t specialLen, byInoLen, pieceLen, usedLen, specialsLen, outLen;
   int64_t at, firstIno, count, metaStart;
   const char *usage = "encodeInodes(columns, special, byIno, at, firstIno, count, piece, used, metaStart, specials, out)";
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 11 || napi_is_array(env, argv[0], &isArray) != napi_ok || !isArray ||
-      napi_get_array_length(env, argv[0], &ncols) != napi_ok || ncols != C_COUNT) {
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 11 || !typed_columns(env, argv[0], C_COUNT, COLUMN_TYPES, col, collen)) {
     napi_throw_type_error(env, NULL, usage);
     return NULL;
   }
   size_t rows = SIZE_MAX;
-  for (uint32_t i = 0; i < C_COUNT; i++) {
-    napi_value v;
-    if (napi_get_element(env, argv[0], i, &v) != napi_ok || !typed(env, v, COLUMN_TYPES[i], &col[i], &collen[i])) {
-      napi_throw_type_error(env, NULL, usage);
-      return NULL;
-    }
+  for (uint32_t i = 0; i < C_COUNT; i++)
     if (i != C_TARGETS && collen[i] < rows) rows = collen[i];
-  }
   if (!typed(env, argv[1], napi_uint8_array, (void **)&special, &specialLen) || !typed(env, argv[2], napi_uint32_array, (void **)&byIno, &byInoLen) ||
       napi_get_value_int64(env, argv[3], &at) != napi_ok || napi_get_value_int64(env, argv[4], &firstIno) != napi_ok ||
       napi_get_value_int64(env, argv[5], &count) != napi_ok || !typed(env, argv[6], napi_uint8_array, (void **)&piece, &pieceLen) ||
@@ -1152,6 +1155,32 @@ static napi_value metadata_nodes(napi_env env, napi_callback_info info) {
   return r;
 }
 
+/* appending linear directory entries to blocks (zeroed): where the block and the next record start, the last record */
+typedef struct {
+  unsigned char *d;
+  uint64_t base, pos, lastAt;
+} dirent_writer_t;
+
+/* one record: 8 bytes + the name, 4-aligned; a record that does not fit the block starts the
+   next, and the block's last record takes the block's rest */
+static void put_dirent(dirent_writer_t *w, uint32_t inode, uint8_t kind, const unsigned char *name, uint32_t nlen) {
+  static const unsigned char FILE_TYPE[6] = {1, 2, 7, 3, 4, 5};
+  uint32_t rec = (nlen + 11) & ~3u;
+  if (w->pos + rec > 4096) {
+    put16(w->d + w->lastAt + 4, (uint32_t)(4096 - (w->lastAt - w->base)));
+    w->base += 4096;
+    w->pos = 0;
+  }
+  unsigned char *r = w->d + w->base + w->pos;
+  put32(r, inode);
+  put16(r + 4, rec);
+  r[6] = (unsigned char)nlen;
+  r[7] = kind < 6 ? FILE_TYPE[kind] : 0;
+  memcpy(r + 8, name, nlen);
+  w->lastAt = w->base + w->pos;
+  w->pos += rec;
+}
+
 /*
  * dirBlocks([firstOf, nextOf, nodeOf, nameAt, nameLen, names, ino, kind], dir, parent, out, origin) -> blocks
  *   A directory's linear ext4 blocks as writer.ts appendDir builds them: ".", "..", then its
@@ -1164,27 +1193,17 @@ static napi_value metadata_nodes(napi_env env, napi_callback_info info) {
 static napi_value dir_blocks(napi_env env, napi_callback_info info) {
   size_t argc = 5;
   napi_value argv[5];
-  uint32_t ncols = 0;
-  bool isArray = false;
   void *col[8];
   size_t len[8];
   static const napi_typedarray_type types[8] = {napi_uint32_array, napi_uint32_array, napi_uint32_array, napi_uint32_array,
                                                 napi_uint8_array,  napi_uint8_array,  napi_uint32_array, napi_uint8_array};
   int64_t dir, parent, origin;
   const char *usage = "dirBlocks(columns, dir, parent, out | null, origin)";
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 5 || napi_is_array(env, argv[0], &isArray) != napi_ok || !isArray ||
-      napi_get_array_length(env, argv[0], &ncols) != napi_ok || ncols != 8 || napi_get_value_int64(env, argv[1], &dir) != napi_ok ||
-      napi_get_value_int64(env, argv[2], &parent) != napi_ok || napi_get_value_int64(env, argv[4], &origin) != napi_ok || dir < 0 || parent < 0 ||
-      origin < 0) {
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 5 || !typed_columns(env, argv[0], 8, types, col, len) ||
+      napi_get_value_int64(env, argv[1], &dir) != napi_ok || napi_get_value_int64(env, argv[2], &parent) != napi_ok ||
+      napi_get_value_int64(env, argv[4], &origin) != napi_ok || dir < 0 || parent < 0 || origin < 0) {
     napi_throw_type_error(env, NULL, usage);
     return NULL;
-  }
-  for (uint32_t i = 0; i < 8; i++) {
-    napi_value v;
-    if (napi_get_element(env, argv[0], i, &v) != napi_ok || !typed(env, v, types[i], &col[i], &len[i])) {
-      napi_throw_type_error(env, NULL, usage);
-      return NULL;
-    }
   }
   const uint32_t *firstOf = col[0], *nextOf = col[1], *nodeOf = col[2], *nameAt = col[3], *ino = col[6];
   const uint8_t *nameLen = col[4], *names = col[5], *kind = col[7];
@@ -1218,46 +1237,20 @@ static napi_value dir_blocks(napi_env env, napi_callback_info info) {
       return NULL;
     }
     if ((uint64_t)origin + blocks * 4096 <= outLen) {
-      static const unsigned char FILE_TYPE[6] = {1, 2, 7, 3, 4, 5};
-      unsigned char *d = out + origin;
-      memset(d, 0, (size_t)blocks * 4096);
-      uint64_t base = 0, at = 0, lastAt = 0;
-      pos = 0;
-      for (int step = 0;; step++) {
-        uint32_t node, nlen;
-        const unsigned char *name;
-        static const unsigned char DOTS[2] = {'.', '.'};
-        uint32_t e = 0;
-        if (step == 0) node = (uint32_t)dir, nlen = 1, name = DOTS;
-        else if (step == 1) node = (uint32_t)parent, nlen = 2, name = DOTS;
-        else {
-          e = step == 2 ? first : nextOf[at - 1];
-          if (e == 0) break;
-          node = nodeOf[e - 1], nlen = nameLen[e - 1];
-          if (node >= nodes || (size_t)nameAt[e - 1] + nlen > len[5]) {
-            napi_throw_range_error(env, NULL, "dirBlocks: an entry past the columns");
-            return NULL;
-          }
-          name = names + nameAt[e - 1];
-          at = e;
+      static const unsigned char DOTS[2] = {'.', '.'};
+      dirent_writer_t w = {out + origin, 0, 0, 0};
+      memset(w.d, 0, (size_t)blocks * 4096);
+      put_dirent(&w, ino[dir], 1 /* directory */, DOTS, 1);
+      put_dirent(&w, ino[parent], 1, DOTS, 2);
+      for (uint32_t e = first; e != 0; e = nextOf[e - 1]) {
+        uint32_t node = nodeOf[e - 1], nlen = nameLen[e - 1];
+        if (node >= nodes || (size_t)nameAt[e - 1] + nlen > len[5]) {
+          napi_throw_range_error(env, NULL, "dirBlocks: an entry past the columns");
+          return NULL;
         }
-        uint32_t rec = (nlen + 11) & ~3u;
-        if (pos + rec > 4096) {
-          put16(d + lastAt + 4, (uint32_t)(4096 - (lastAt - base)));
-          base += 4096;
-          pos = 0;
-        }
-        unsigned char *r = d + base + pos;
-        uint8_t k = kind[node];
-        put32(r, ino[node]);
-        put16(r + 4, rec);
-        r[6] = (unsigned char)nlen;
-        r[7] = k < 6 ? FILE_TYPE[k] : 0;
-        memcpy(r + 8, name, nlen);
-        lastAt = base + pos;
-        pos += rec;
+        put_dirent(&w, ino[node], kind[node], names + nameAt[e - 1], nlen);
       }
-      put16(d + lastAt + 4, (uint32_t)(4096 - (lastAt - base)));
+      put16(w.d + w.lastAt + 4, (uint32_t)(4096 - (w.lastAt - w.base)));
     }
   }
   napi_value r;
