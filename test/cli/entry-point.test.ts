@@ -5,7 +5,7 @@
  * that each say which one ran. The real build's code cache must be accepted by V8 (else every
  * start compiles the bundle), and a cache for other bytes must be rejected, not misused.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
@@ -40,6 +40,15 @@ function which(root: string): string {
 
 function setTime(path: string, seconds: number): void {
   utimesSync(path, seconds, seconds);
+}
+
+/** A scratch checkout (removed after the test) whose stand-in bundle is newer than its source. */
+function freshScratchCheckout(t: TestContext): string {
+  const root = scratchCheckout();
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  setTime(join(root, 'src', 'cli', 'main.ts'), 1_000_000);
+  setTime(join(root, 'dist', 'BUILD'), 2_000_000);
+  return root;
 }
 
 test('the bundle runs while it is newer than every source it lists, the sources once one is newer', (t) => {
@@ -83,10 +92,7 @@ test('the built bundle loads with its code cache; a cache that does not match is
   assert.match(r.stderr, /winsnap: code cache accepted/);
   assert.match(r.stdout, /^\d+\.\d+\.\d+/);
 
-  const root = scratchCheckout();
-  t.after(() => rmSync(root, { recursive: true, force: true }));
-  setTime(join(root, 'src', 'cli', 'main.ts'), 1_000_000);
-  setTime(join(root, 'dist', 'BUILD'), 2_000_000);
+  const root = freshScratchCheckout(t);
   // the real cache belongs to the real bundle, not to this stand-in
   copyFileSync(join(REPO, 'dist', 'main.cjs.cache'), join(root, 'dist', 'main.cjs.cache'));
   const s = spawnSync(process.execPath, [join(root, 'bin', 'winsnap')], { encoding: 'utf8', env: { ...process.env, WINSNAP_FROM_SOURCE: '', WINSNAP_TRACE_CODE_CACHE: '1' } });
@@ -96,10 +102,7 @@ test('the built bundle loads with its code cache; a cache that does not match is
 });
 
 test('the entry point is CommonJS: running the bundle runs no ES module job (the ES module loader costs ~10 ms of every start)', (t) => {
-  const root = scratchCheckout();
-  t.after(() => rmSync(root, { recursive: true, force: true }));
-  setTime(join(root, 'src', 'cli', 'main.ts'), 1_000_000);
-  setTime(join(root, 'dist', 'BUILD'), 2_000_000);
+  const root = freshScratchCheckout(t);
   writeFileSync(
     join(root, 'dist', 'main.cjs'),
     "exports.main = async function main() { process.stdout.write(process.moduleLoadList.some((m) => m.endsWith('internal/modules/esm/module_job')) ? 'esm\\n' : 'cjs\\n'); return 0; };\n",
@@ -111,13 +114,10 @@ test('the entry point is CommonJS: running the bundle runs no ES module job (the
 });
 
 test('a bundle the build marked as not ASCII (dist/main.cjs.utf8) is decoded as UTF-8', (t) => {
-  const root = scratchCheckout();
-  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const root = freshScratchCheckout(t);
   // non-ASCII in code, not only in comments: read as Latin-1 it would print mojibake
   writeFileSync(join(root, 'dist', 'main.cjs'), "exports.main = async function main() { process.stdout.write('bundle → é\\n'); return 0; };\n");
   writeFileSync(join(root, 'dist', 'main.cjs.utf8'), 'utf8\n');
-  setTime(join(root, 'src', 'cli', 'main.ts'), 1_000_000);
-  setTime(join(root, 'dist', 'BUILD'), 2_000_000);
   assert.equal(which(root), 'bundle → é');
   // the built bundle itself is ASCII, marked or not: its text reads the same either way
   const built = readFileSync(join(REPO, 'dist', 'main.cjs'));

@@ -98,6 +98,31 @@ describe('native helper', () => {
   test('a bad file descriptor is an error naming the call', { skip: !nativeStatus().loaded && 'native helper not loaded' }, () => {
     assert.throws(() => dataExtents(987654, 4096), /lseek\(SEEK_DATA\)/);
   });
+
+  test('allocate (fallocate before a write) allocates exactly the range (the rest of a sparse file stays a hole), grows the file, reads as zeros', { skip: process.platform !== 'linux' && 'fallocate is Linux' }, () => {
+    const allocate = allocateCall();
+    assert.ok(allocate, 'offered on Linux');
+    const p = join(dir, 'sparse');
+    const fd = openSync(p, 'w+');
+    try {
+      ftruncateSync(fd, 64 << 20);
+      assert.equal(fstatSync(fd).blocks, 0);
+      assert.equal(allocate(fd, 8 << 20, 1 << 20), 0);
+      const st = fstatSync(fd);
+      assert.equal(st.size, 64 << 20, 'inside the file: the size stays');
+      assert.ok(st.blocks * 512 >= 1 << 20 && st.blocks * 512 < 2 << 20, `${st.blocks * 512} bytes allocated for 1 MiB`);
+      assert.equal(allocate(fd, 64 << 20, 4096), 0);
+      assert.equal(fstatSync(fd).size, (64 << 20) + 4096, 'past the end: the file grows as the write would make it');
+      const back = Buffer.alloc(1 << 20, 1);
+      assert.equal(readSync(fd, back, 0, back.length, 8 << 20), back.length);
+      assert.ok(back.every((b) => b === 0));
+    } finally {
+      closeSync(fd);
+    }
+    // an error number, not a throw: a bad descriptor; bad arguments throw
+    assert.equal(allocate(123456, 0, 4096), 9 /* EBADF */);
+    assert.throws(() => allocate(0, -1, 4096), /non-negative offset/);
+  });
 });
 
 const cpuHasClmul = process.arch === 'x64' && process.platform === 'linux' && /\bpclmulqdq\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
@@ -243,36 +268,5 @@ describe('readChecksum (CRCs on the thread pool)', () => {
   test('a bad descriptor rejects with EBADF; bad arguments throw', { skip: !call && 'not offered here' }, async () => {
     await assert.rejects(call!(987654, Buffer.alloc(16), 0, CRC32_BIT, new Uint32Array(2)), (e: NodeJS.ErrnoException) => e.code === 'EBADF' && /readChecksum/.test(e.message));
     await assert.rejects(call!(-1, Buffer.alloc(16), 0, CRC32_BIT, new Uint32Array(1)), /readChecksum\(fd, buffer/);
-  });
-});
-
-describe('allocate (fallocate of a range about to be written)', () => {
-  let dir = '';
-  before(() => (dir = mkdtempSync(join(tmpdir(), 'winsnap-allocate-'))));
-  after(() => rmSync(dir, { recursive: true, force: true }));
-
-  test('allocates exactly the range (the rest of a sparse file stays a hole), grows the file, reads as zeros', { skip: process.platform !== 'linux' && 'fallocate is Linux' }, () => {
-    const allocate = allocateCall();
-    assert.ok(allocate, 'offered on Linux');
-    const p = join(dir, 'sparse');
-    const fd = openSync(p, 'w+');
-    try {
-      ftruncateSync(fd, 64 << 20);
-      assert.equal(fstatSync(fd).blocks, 0);
-      assert.equal(allocate(fd, 8 << 20, 1 << 20), 0);
-      const st = fstatSync(fd);
-      assert.equal(st.size, 64 << 20, 'inside the file: the size stays');
-      assert.ok(st.blocks * 512 >= 1 << 20 && st.blocks * 512 < 2 << 20, `${st.blocks * 512} bytes allocated for 1 MiB`);
-      assert.equal(allocate(fd, 64 << 20, 4096), 0);
-      assert.equal(fstatSync(fd).size, (64 << 20) + 4096, 'past the end: the file grows as the write would make it');
-      const back = Buffer.alloc(1 << 20, 1);
-      assert.equal(readSync(fd, back, 0, back.length, 8 << 20), back.length);
-      assert.ok(back.every((b) => b === 0));
-    } finally {
-      closeSync(fd);
-    }
-    // an error number, not a throw: a bad descriptor; bad arguments throw
-    assert.equal(allocate(123456, 0, 4096), 9 /* EBADF */);
-    assert.throws(() => allocate(0, -1, 4096), /non-negative offset/);
   });
 });
